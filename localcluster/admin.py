@@ -1,0 +1,136 @@
+"""What localcluster asks the running cluster, through confluent-kafka's AdminClient."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicCollection,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+
+from localcluster.compose import TopicSpec
+from localcluster.errors import ClusterError
+
+# librdkafka logs every refused connection while brokers start; those are expected here.
+_quiet = logging.getLogger("localcluster.librdkafka")
+_quiet.addHandler(logging.NullHandler())
+_quiet.propagate = False
+
+
+def admin_client(bootstrap: str) -> AdminClient:
+    return AdminClient(
+        {
+            "bootstrap.servers": bootstrap,
+            "logger": _quiet,
+            "error_cb": lambda _err: None,
+            "socket.connection.setup.timeout.ms": 3000,
+            "reconnect.backoff.max.ms": 500,
+        }
+    )
+
+
+@dataclass
+class PartitionState:
+    partition: int
+    leader: int | None
+    replicas: list[int]
+    isr: list[int]
+    end_offset: int | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """Has a leader and every replica in sync."""
+        return self.leader is not None and len(self.isr) == len(self.replicas)
+
+
+def registered_brokers(admin: AdminClient, timeout: float = 5) -> list[int]:
+    cluster = admin.describe_cluster(request_timeout=timeout).result(timeout=timeout + 1)
+    return sorted(node.id for node in cluster.nodes)
+
+
+def ensure_topic(admin: AdminClient, spec: TopicSpec, timeout: float = 10) -> bool:
+    """Creates the topic unless it exists (like ``kafka-topics --create --if-not-exists``).
+
+    Returns True if it was created now.
+    """
+    future = admin.create_topics(
+        [NewTopic(spec.name, spec.partitions, spec.replication_factor)], request_timeout=timeout
+    )[spec.name]
+    try:
+        future.result(timeout=timeout + 1)
+    except KafkaException as exc:
+        if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            return False
+        raise
+    return True
+
+
+def topic_partitions(admin: AdminClient, topic: str, timeout: float = 5) -> list[PartitionState]:
+    description = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)[topic]
+    result = description.result(timeout=timeout + 1)
+    return sorted(
+        (
+            PartitionState(
+                partition=p.id,
+                leader=p.leader.id if p.leader is not None else None,
+                replicas=[r.id for r in p.replicas],
+                isr=[r.id for r in p.isr],
+            )
+            for p in result.partitions
+        ),
+        key=lambda p: p.partition,
+    )
+
+
+def end_offsets(admin: AdminClient, topic: str, partitions: list[int], timeout: float = 5):
+    request = {TopicPartition(topic, p): OffsetSpec.latest() for p in partitions}
+    futures = admin.list_offsets(request, request_timeout=timeout)
+    return {tp.partition: f.result(timeout=timeout + 1).offset for tp, f in futures.items()}
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions=range(3), timeout=5):
+    """The group's committed offset per partition (partitions never committed are omitted).
+
+    Asked through a Consumer, not AdminClient.list_consumer_group_offsets: in confluent-kafka
+    2.16.1 that call crashes the interpreter (SIGSEGV) while __consumer_offsets does not exist
+    yet, whereas Consumer.committed() raises a KafkaException. The consumer never subscribes,
+    so it does not join the group.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "logger": _quiet,
+            "error_cb": lambda _err: None,
+        }
+    )
+    try:
+        asked = [TopicPartition(topic, p) for p in partitions]
+        answer = consumer.committed(asked, timeout=timeout)
+    finally:
+        consumer.close()
+    return {tp.partition: tp.offset for tp in answer if tp.offset >= 0}
+
+
+def require_shape(parts: list[PartitionState], spec: TopicSpec) -> None:
+    rf = sorted({len(p.replicas) for p in parts})
+    if len(parts) != spec.partitions or rf != [spec.replication_factor]:
+        raise ClusterError(
+            f"topic {spec.name} exists with {len(parts)} partitions and RF {rf}, but"
+            f" docker-compose.yml asks for {spec.partitions} and RF {spec.replication_factor}:"
+            " run `python -m localcluster down --wipe` to start over"
+        )
+
+
+def wait_error(exc: BaseException) -> str:
+    """A short reason for a failed admin call, for progress lines."""
+    if isinstance(exc, KafkaException) and exc.args:
+        return str(exc.args[0])
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,310 @@
+"""The local cluster as a whole: bring it up, take it down, kill a node, report its state."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from localcluster import admin, compose, jars
+from localcluster.errors import ClusterError
+from localcluster.nodes import (
+    LOOPBACK,
+    Node,
+    listening_ports,
+    local_properties,
+    localize,
+    plan_ports,
+    port_in_use,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+STARTED_LINE = "Kafka Server started"
+
+
+def _env_path(name: str, default: Path) -> Path:
+    return Path(os.environ.get(name) or default).resolve()
+
+
+def _env_seconds(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name) or default)
+    except ValueError:
+        raise ClusterError(f"{name} must be a number of seconds") from None
+
+
+@dataclass
+class Quorum:
+    leader: int | None
+    voters: list[int]
+    observers: list[int]
+
+
+class LocalCluster:
+    def __init__(self, say: Callable[[str], None] = print) -> None:
+        self.compose_file = _env_path("LOCALCLUSTER_COMPOSE_FILE", ROOT / "docker-compose.yml")
+        self.home = _env_path("LOCALCLUSTER_HOME", ROOT / ".localcluster")
+        self.cache = _env_path("LOCALCLUSTER_CACHE", ROOT / ".cache")
+        self.model = compose.load(self.compose_file)
+        self.nodes = [Node(broker, self.home) for broker in self.model.brokers]
+        self.say = say
+        self._started = time.monotonic()
+
+    # --- addresses ---------------------------------------------------------------------------
+
+    @property
+    def bootstrap(self) -> str:
+        """The EXTERNAL listeners: what host scripts use, with Docker or without."""
+        return ",".join(
+            f"{ad.host}:{ad.port}"
+            for node in self.nodes
+            for ad in node.broker.advertised()
+            if ad.host in ("localhost", LOOPBACK)
+        )
+
+    def node(self, node_id: int) -> Node:
+        for node in self.nodes:
+            if node.node_id == node_id:
+                return node
+        raise ClusterError(f"no node {node_id}: nodes are {[n.node_id for n in self.nodes]}")
+
+    def ports(self) -> dict[str, int]:
+        """Loopback ports of every listener, remembered across runs in cluster.json."""
+        state_file = self.home / "cluster.json"
+        state = json.loads(state_file.read_text()) if state_file.exists() else {}
+        if state and state.get("cluster_id") != self.model.cluster_id:
+            raise ClusterError(
+                f"{self.home} holds cluster {state.get('cluster_id')}, but docker-compose.yml"
+                f" now says {self.model.cluster_id}: run `python -m localcluster down --wipe`"
+            )
+        ports = plan_ports(self.model.brokers, state.get("ports", {}))
+        if ports != state.get("ports"):
+            self.home.mkdir(parents=True, exist_ok=True)
+            state_file.write_text(
+                json.dumps({"cluster_id": self.model.cluster_id, "ports": ports}, indent=2)
+            )
+        return ports
+
+    def localize(self, value: str) -> str:
+        """``kafka-0:9092,...`` as the local cluster serves it (used for the apps in `demo`)."""
+        return localize(value, self.ports())
+
+    def lib(self) -> Path:
+        return jars.ensure_jars(self.cache, self.model.kafka_version, self._progress)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def running(self) -> list[Node]:
+        return [node for node in self.nodes if node.pid() is not None]
+
+    def up(self, timeout: float | None = None) -> float:
+        """Starts every node that is down, waits for the cluster and the topic; returns seconds."""
+        timeout = timeout or _env_seconds("LOCALCLUSTER_START_TIMEOUT", 120)
+        self._started = time.monotonic()
+        java = jars.require_java()
+        lib = self.lib()
+        ports = self.ports()
+        stopped = [node for node in self.nodes if not node.alive()]
+        for node in stopped:
+            for port, what in listening_ports(node.broker, ports).items():
+                if port_in_use(port):
+                    raise ClusterError(
+                        f"port {port} ({what}) is already in use by another process:"
+                        " stop it, or the other Kafka, before `up`"
+                    )
+        for node in self.nodes:
+            node.write_properties(local_properties(node.broker, ports, node.data_dir))
+        self._format(java, lib, [n for n in stopped if not n.formatted()])
+
+        offsets = {}
+        for node in stopped:
+            offsets[node.name] = node.log_size()
+            node.start(java, lib)
+        if stopped:
+            self._progress(f"started {', '.join(n.name for n in stopped)}; logs in {self.home}")
+        else:
+            self._progress("all nodes already running")
+        deadline = time.monotonic() + timeout
+        self._wait_started(stopped, offsets, deadline)
+        self._wait_registered(deadline, offsets)
+        self._init_topic(deadline)
+        self._wait_group_coordinator(deadline)
+        elapsed = time.monotonic() - self._started
+        self._progress(f"cluster up, {self.model.topic.name} ready, bootstrap {self.bootstrap}")
+        return elapsed
+
+    def down(self, wipe: bool = False, timeout: float | None = None) -> None:
+        """SIGTERM every node, SIGKILL what is left after the bound; optionally delete the data."""
+        timeout = timeout or _env_seconds("LOCALCLUSTER_STOP_TIMEOUT", 30)
+        running = [node for node in self.nodes if node.signal(signal.SIGTERM)]
+        deadline = time.monotonic() + timeout
+        for node in running:
+            if not node.wait_gone(max(0.0, deadline - time.monotonic())):
+                self.say(f"{node.name} did not stop within {timeout:.0f}s: sending SIGKILL")
+                node.signal(signal.SIGKILL)
+                if not node.wait_gone(10):
+                    raise ClusterError(f"{node.name} (pid {node.pid()}) survived SIGKILL")
+        if running:
+            self.say(f"stopped {', '.join(n.name for n in running)}")
+        if wipe and self.home.exists():
+            shutil.rmtree(self.home)
+            self.say(f"deleted {self.home}")
+
+    def kill(self, node_id: int) -> None:
+        """SIGKILL one node, as a crash would, and wait until it is gone."""
+        node = self.node(node_id)
+        if not node.signal(signal.SIGKILL):
+            raise ClusterError(f"{node.name} is not running")
+        if not node.wait_gone(10):
+            raise ClusterError(f"{node.name} survived SIGKILL")
+
+    # --- waiting ------------------------------------------------------------------------------
+
+    def _progress(self, message: str) -> None:
+        self.say(f"[{time.monotonic() - self._started:5.1f}s] {message}")
+
+    def _format(self, java: str, lib: Path, nodes: list[Node]) -> None:
+        if not nodes:
+            return
+        self._progress(f"formatting storage of {', '.join(n.name for n in nodes)}")
+        runs = []
+        for node in nodes:
+            args = ["format", "-t", self.model.cluster_id, "-c", str(node.properties_file)]
+            command = node.jvm_command(java, lib, "kafka.tools.StorageTool", *args)
+            command.append("--ignore-formatted")
+            output = subprocess.PIPE
+            runs.append((node, subprocess.Popen(command, stdout=output, stderr=output, text=True)))
+        for node, run in runs:
+            out, err = run.communicate(timeout=120)
+            if run.returncode != 0:
+                raise ClusterError(f"formatting {node.name} failed:\n{(out + err).strip()[-2000:]}")
+
+    def _check_alive(self, nodes: list[Node], offsets: dict[str, int]) -> None:
+        for node in nodes:
+            if not node.alive():
+                raise ClusterError(
+                    f"{node.name} exited during start-up. From {node.log_file}:\n"
+                    + node.log_excerpt(offsets.get(node.name, 0))
+                )
+
+    def _timeout(self, what: str, nodes: list[Node]) -> ClusterError:
+        tails = "\n".join(f"--- {n.name} ({n.log_file}):\n{n.log_excerpt(lines=8)}" for n in nodes)
+        return ClusterError(f"timed out waiting for {what}\n{tails}")
+
+    def _wait_started(self, nodes: list[Node], offsets: dict[str, int], deadline: float) -> None:
+        waiting = list(nodes)
+        last_report = 0.0
+        while waiting:
+            self._check_alive(nodes, offsets)
+            waiting = [n for n in waiting if not n.log_contains(STARTED_LINE, offsets[n.name])]
+            if not waiting:
+                break
+            if time.monotonic() > deadline:
+                raise self._timeout("nodes to start", waiting)
+            if time.monotonic() - last_report > 5:
+                self._progress(f"waiting for {', '.join(n.name for n in waiting)} to start")
+                last_report = time.monotonic()
+            time.sleep(0.2)
+
+    def _wait_registered(self, deadline: float, offsets: dict[str, int]) -> None:
+        """All brokers registered with the active controller, so the quorum has a leader."""
+        expected = [n.node_id for n in self.nodes]
+        client = admin.admin_client(self.bootstrap)
+        last_report = 0.0
+        while True:
+            self._check_alive(self.nodes, offsets)
+            try:
+                brokers = admin.registered_brokers(client, timeout=3)
+                reason = f"registered brokers {brokers}"
+            except Exception as exc:
+                brokers, reason = [], admin.wait_error(exc)
+            if brokers == expected:
+                self._progress(f"brokers {brokers} registered")
+                return
+            if time.monotonic() > deadline:
+                raise self._timeout(f"brokers {expected} to register ({reason})", self.nodes)
+            if time.monotonic() - last_report > 5:
+                self._progress(f"waiting for brokers {expected}: {reason}")
+                last_report = time.monotonic()
+            time.sleep(0.2)
+
+    def _init_topic(self, deadline: float) -> None:
+        """What the compose kafka-init service does, then wait for leaders and a full ISR."""
+        spec = self.model.topic
+        client = admin.admin_client(self.bootstrap)
+        created = False
+        last_report = 0.0
+        while True:
+            try:
+                created = admin.ensure_topic(client, spec) or created
+                parts = admin.topic_partitions(client, spec.name)
+                admin.require_shape(parts, spec)
+                lagging = [p.partition for p in parts if not p.healthy]
+                reason = f"partitions without a leader or full ISR: {lagging}"
+            except ClusterError:
+                raise
+            except Exception as exc:
+                lagging, reason = [-1], admin.wait_error(exc)
+            if not lagging:
+                verb = "created" if created else "exists"
+                shape = f"{spec.partitions} partitions, RF {spec.replication_factor}"
+                self._progress(f"topic {spec.name} {verb}: {shape}, full ISR")
+                return
+            if time.monotonic() > deadline:
+                raise self._timeout(f"topic {spec.name} ({reason})", self.nodes)
+            if time.monotonic() - last_report > 5:
+                self._progress(f"waiting for topic {spec.name}: {reason}")
+                last_report = time.monotonic()
+            time.sleep(0.2)
+
+    def _wait_group_coordinator(self, deadline: float) -> None:
+        """Consumer groups work: the first request creates __consumer_offsets (50 partitions)."""
+        last_report = 0.0
+        while True:
+            try:
+                admin.committed_offsets(self.bootstrap, "localcluster-probe", self.model.topic.name)
+                self._progress("group coordinator ready")
+                return
+            except Exception as exc:
+                reason = admin.wait_error(exc)
+            if time.monotonic() > deadline:
+                raise self._timeout(f"the group coordinator ({reason})", self.nodes)
+            if time.monotonic() - last_report > 5:
+                self._progress(f"waiting for the group coordinator: {reason}")
+                last_report = time.monotonic()
+            time.sleep(0.2)
+
+    # --- status -------------------------------------------------------------------------------
+
+    def quorum(self) -> Quorum:
+        """The controller quorum, from Kafka's own MetadataQuorumCommand."""
+        command = [
+            jars.require_java(), "-cp", f"{self.lib()}/*",
+            f"-Dlog4j2.configurationFile={Path(__file__).with_name('log4j2.xml')}",
+            "org.apache.kafka.tools.MetadataQuorumCommand",
+            "--bootstrap-server", self.bootstrap, "describe", "--status",
+        ]  # fmt: skip
+        try:
+            run = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        except subprocess.TimeoutExpired:
+            raise ClusterError("MetadataQuorumCommand did not answer within 60 s") from None
+        if run.returncode != 0:
+            raise ClusterError(f"MetadataQuorumCommand failed: {run.stderr.strip()[-500:]}")
+        fields = dict(line.split(":", 1) for line in run.stdout.splitlines() if ":" in line)
+        leader = fields.get("LeaderId", "").strip()
+
+        def ids(key: str) -> list[int]:
+            return sorted(int(i) for i in re.findall(r'"id":\s*(\d+)', fields.get(key, "")))
+
+        return Quorum(
+            leader=int(leader) if leader.lstrip("-").isdigit() and int(leader) >= 0 else None,
+            voters=ids("CurrentVoters"),
+            observers=ids("CurrentObservers"),
+        )

@@ -1,0 +1,191 @@
+"""Reads docker-compose.yml into what the local cluster needs.
+
+docker-compose.yml is the single source of truth: the Kafka version comes from the apache/kafka
+image tag, each broker's server properties from its KAFKA_* environment (translated the way the
+official image does it), the topic shape from the kafka-init service, and the apps to run in
+`demo` from the services that are built from the Dockerfile.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from localcluster.errors import ClusterError
+
+KAFKA_IMAGE = "apache/kafka"
+
+# Variables the image's launcher reads itself instead of turning them into server properties.
+RUNTIME_VARIABLES = {
+    "KAFKA_HEAP_OPTS",
+    "KAFKA_OPTS",
+    "KAFKA_JVM_PERFORMANCE_OPTS",
+    "KAFKA_GC_LOG_OPTS",
+    "KAFKA_LOG4J_OPTS",
+    "KAFKA_JMX_OPTS",
+    "KAFKA_DEBUG",
+}
+
+LISTENER_RE = re.compile(r"^(?P<name>[A-Za-z0-9_]+)://(?P<host>[^:,]*):(?P<port>\d+)$")
+
+
+@dataclass(frozen=True)
+class Listener:
+    name: str
+    host: str
+    port: int
+
+
+@dataclass
+class BrokerService:
+    """One kafka-N service of the compose file."""
+
+    service: str
+    hostname: str
+    node_id: int
+    properties: dict[str, str]
+    heap_opts: list[str]
+
+    def listeners(self) -> list[Listener]:
+        return parse_listeners(self.properties.get("listeners", ""))
+
+    def advertised(self) -> list[Listener]:
+        return parse_listeners(self.properties.get("advertised.listeners", ""))
+
+
+@dataclass
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int
+
+
+@dataclass
+class AppService:
+    """A service built from our Dockerfile: run as local processes by `demo`."""
+
+    service: str
+    command: list[str]
+    replicas: int
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ComposeModel:
+    kafka_version: str
+    cluster_id: str
+    brokers: list[BrokerService]
+    topic: TopicSpec
+    apps: list[AppService]
+
+    def broker_hostnames(self) -> dict[str, BrokerService]:
+        return {b.hostname: b for b in self.brokers}
+
+
+def env_to_property(variable: str) -> str:
+    """KAFKA_LOG_DIRS -> log.dirs, as the image does: ``___`` -> ``-``, ``__`` -> ``_``."""
+    name = variable.removeprefix("KAFKA_").lower()
+    return name.replace("___", "-").replace("__", "\0").replace("_", ".").replace("\0", "_")
+
+
+def parse_listeners(value: str) -> list[Listener]:
+    listeners = []
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        match = LISTENER_RE.match(item)
+        if not match:
+            raise ClusterError(f"cannot parse listener {item!r} in docker-compose.yml")
+        listeners.append(Listener(match["name"], match["host"], int(match["port"])))
+    return listeners
+
+
+def _environment(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(k): "" if v is None else str(v) for k, v in env.items()}
+
+
+def _kafka_version(image: str) -> str:
+    _, _, tag = image.partition(":")
+    if not re.fullmatch(r"\d+\.\d+\.\d+", tag):
+        raise ClusterError(f"pin the Kafka image to a release tag such as 4.2.1, not {image!r}")
+    return tag
+
+
+def load(path: Path) -> ComposeModel:
+    try:
+        document = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ClusterError(f"{path} not found") from None
+    except yaml.YAMLError as exc:
+        raise ClusterError(f"{path} is not valid YAML: {exc}") from None
+    services: dict[str, dict] = (document or {}).get("services") or {}
+
+    brokers: list[BrokerService] = []
+    versions: set[str] = set()
+    cluster_ids: set[str] = set()
+    for name, service in services.items():
+        image = str(service.get("image", ""))
+        env = _environment(service)
+        if not image.startswith(KAFKA_IMAGE + ":") or "KAFKA_NODE_ID" not in env:
+            continue
+        versions.add(_kafka_version(image))
+        cluster_ids.add(env.get("CLUSTER_ID", ""))
+        properties = {
+            env_to_property(key): value
+            for key, value in env.items()
+            if key.startswith("KAFKA_") and key not in RUNTIME_VARIABLES
+        }
+        brokers.append(
+            BrokerService(
+                service=name,
+                hostname=str(service.get("hostname") or name),
+                node_id=int(env["KAFKA_NODE_ID"]),
+                properties=properties,
+                heap_opts=env.get("KAFKA_HEAP_OPTS", "-Xms512m -Xmx512m").split(),
+            )
+        )
+    if not brokers:
+        raise ClusterError(f"{path} has no apache/kafka services with KAFKA_NODE_ID")
+    if len(versions) != 1:
+        raise ClusterError(f"brokers in {path} use different Kafka versions: {sorted(versions)}")
+    if len(cluster_ids) != 1 or "" in cluster_ids:
+        raise ClusterError(f"brokers in {path} must share one non-empty CLUSTER_ID")
+    brokers.sort(key=lambda b: b.node_id)
+
+    return ComposeModel(
+        kafka_version=versions.pop(),
+        cluster_id=cluster_ids.pop(),
+        brokers=brokers,
+        topic=_topic(services, path),
+        apps=_apps(services),
+    )
+
+
+def _topic(services: dict[str, dict], path: Path) -> TopicSpec:
+    env = _environment(services.get("kafka-init") or {})
+    try:
+        return TopicSpec(
+            name=env["TOPIC_NAME"],
+            partitions=int(env["TOPIC_PARTITIONS"]),
+            replication_factor=int(env["TOPIC_REPLICATION_FACTOR"]),
+        )
+    except (KeyError, ValueError) as exc:
+        needs = "TOPIC_NAME, TOPIC_PARTITIONS and TOPIC_REPLICATION_FACTOR"
+        raise ClusterError(f"kafka-init in {path} must set {needs}: {exc}") from None
+
+
+def _apps(services: dict[str, dict]) -> list[AppService]:
+    apps = []
+    for name, service in services.items():
+        if "build" not in service:
+            continue
+        command = service.get("command") or []
+        if isinstance(command, str):
+            command = command.split()
+        replicas = int((service.get("deploy") or {}).get("replicas", service.get("scale", 1)))
+        apps.append(AppService(name, [str(c) for c in command], replicas, _environment(service)))
+    return apps

@@ -1,0 +1,241 @@
+"""One Kafka node as a local JVM: its server.properties, its process, its log.
+
+Processes are found by a marker in their command line (``-Dlocalcluster.node=<dir>``), not by pid
+files, so a node killed with SIGKILL or started by another shell is still seen correctly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from localcluster.compose import BrokerService, parse_listeners
+from localcluster.errors import ClusterError
+
+LOOPBACK = "127.0.0.1"
+MARKER = "-Dlocalcluster.node="
+LOG4J_CONFIG = Path(__file__).with_name("log4j2.xml")
+# Internal and controller ports come from this range: outside Linux's ephemeral range, so that no
+# client connection can borrow a stopped broker's port before it comes back.
+PORT_RANGE = range(19000, 29000)
+# Properties whose values name other nodes by their Docker hostname.
+ADDRESS_PROPERTIES = (
+    "advertised.listeners",
+    "controller.quorum.voters",
+    "controller.quorum.bootstrap.servers",
+)
+
+
+@dataclass
+class Node:
+    broker: BrokerService
+    home: Path
+    # Set when this process started the JVM: between fork and exec its command line has no marker.
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.broker.service
+
+    @property
+    def node_id(self) -> int:
+        return self.broker.node_id
+
+    @property
+    def dir(self) -> Path:
+        return self.home / self.name
+
+    @property
+    def properties_file(self) -> Path:
+        return self.dir / "server.properties"
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / "server.log"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.dir / "data"
+
+    def alive(self) -> bool:
+        if self.process is not None:
+            return self.process.poll() is None
+        return self.pid() is not None
+
+    def pid(self) -> int | None:
+        """The pid of this node's live JVM, if any (zombies count as dead)."""
+        needle = (MARKER + str(self.dir)).encode() + b"\0"
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                    if needle in f.read():
+                        return int(entry.name)
+            except OSError:
+                continue
+        return None
+
+    def formatted(self) -> bool:
+        return (self.data_dir / "meta.properties").exists()
+
+    def log_excerpt(self, offset: int = 0, lines: int = 12) -> str:
+        """The first errors logged since ``offset`` (the cause), then the last lines."""
+        try:
+            with self.log_file.open("rb") as f:
+                f.seek(offset)
+                text = f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return "(no log written)"
+        all_lines = text.rstrip().splitlines()
+        errors = [line for line in all_lines if re.search(r"\b(ERROR|FATAL)\b|Exception", line)]
+        tail = all_lines[-(lines // 2) :]
+        picked = [line for line in errors[: lines // 2] if line not in tail]
+        return "\n".join([*picked, *(["..."] if picked else []), *tail])
+
+    def log_size(self) -> int:
+        try:
+            return self.log_file.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def log_contains(self, text: str, offset: int) -> bool:
+        try:
+            with self.log_file.open("rb") as f:
+                f.seek(offset)
+                return text.encode() in f.read()
+        except FileNotFoundError:
+            return False
+
+    def write_properties(self, properties: dict[str, str]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        lines = ["# Written by localcluster from docker-compose.yml; edits are overwritten."]
+        lines += [f"{key}={value}" for key, value in sorted(properties.items())]
+        self.properties_file.write_text("\n".join(lines) + "\n")
+
+    def jvm_command(self, java: str, lib: Path, main: str, *args: str) -> list[str]:
+        return [
+            java,
+            *self.broker.heap_opts,
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+            f"-Dkafka.logs.dir={self.dir}",
+            MARKER + str(self.dir),
+            "-cp",
+            f"{lib}/*",
+            main,
+            *args,
+        ]
+
+    def start(self, java: str, lib: Path) -> None:
+        command = self.jvm_command(java, lib, "kafka.Kafka", str(self.properties_file))
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C in the caller's terminal must not reach it.
+                close_fds=True,
+            )
+
+    def signal(self, sig: signal.Signals) -> bool:
+        pid = self.process.pid if self.process and self.process.poll() is None else self.pid()
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def wait_gone(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.alive():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((LOOPBACK, port))
+        except OSError:
+            return True
+    return False
+
+
+def allocate_port(taken: set[int]) -> int:
+    """A free loopback port from PORT_RANGE not already given to another listener."""
+    start = PORT_RANGE.start + os.getpid() % len(PORT_RANGE)
+    for i in range(len(PORT_RANGE)):
+        port = PORT_RANGE.start + (start - PORT_RANGE.start + i) % len(PORT_RANGE)
+        if port not in taken and not port_in_use(port):
+            taken.add(port)
+            return port
+    raise ClusterError(f"no free loopback port in {PORT_RANGE.start}-{PORT_RANGE.stop - 1}")
+
+
+def plan_ports(brokers: list[BrokerService], known: dict[str, int]) -> dict[str, int]:
+    """Maps every ``hostname:container_port`` a broker listens on to a loopback port.
+
+    Listeners advertised as localhost (EXTERNAL) keep their port, so host scripts use the same
+    bootstrap servers with or without Docker; the internal and controller listeners, which in
+    Docker all share 9092/9093 on different hosts, get free loopback ports, remembered in
+    ``known`` so that a restarted node comes back where its peers expect it.
+    """
+    ports: dict[str, int] = {}
+    taken = set(known.values())
+    for broker in brokers:
+        local = ("localhost", LOOPBACK)
+        public = {ad.name: ad.port for ad in broker.advertised() if ad.host in local}
+        for listener in broker.listeners():
+            key = f"{broker.hostname}:{listener.port}"
+            if listener.name in public:
+                ports[key] = public[listener.name]
+            else:
+                ports[key] = known.get(key) or allocate_port(taken)
+    return ports
+
+
+def localize(value: str, ports: dict[str, int]) -> str:
+    """Rewrites ``kafka-N:9092`` style addresses to the loopback ports that stand for them."""
+
+    def replace(match: re.Match[str]) -> str:
+        port = ports.get(match[0])
+        return f"{LOOPBACK}:{port}" if port else match[0]
+
+    return re.sub(r"[A-Za-z0-9][A-Za-z0-9.-]*:\d+", replace, value)
+
+
+def local_properties(
+    broker: BrokerService, ports: dict[str, int], data_dir: Path
+) -> dict[str, str]:
+    props = dict(broker.properties)
+    props["listeners"] = ",".join(
+        f"{item.name}://{LOOPBACK}:{ports[f'{broker.hostname}:{item.port}']}"
+        for item in broker.listeners()
+    )
+    for key in ADDRESS_PROPERTIES:
+        if key in props:
+            props[key] = localize(props[key], ports)
+    props["log.dirs"] = str(data_dir)
+    return props
+
+
+def listening_ports(broker: BrokerService, ports: dict[str, int]) -> dict[int, str]:
+    return {
+        ports[f"{broker.hostname}:{item.port}"]: f"{broker.service} {item.name}"
+        for item in parse_listeners(broker.properties.get("listeners", ""))
+    }

@@ -1,0 +1,96 @@
+"""Shared fixtures: one real Kafka cluster for the whole test session, never a mock.
+
+The cluster is the one docker-compose.yml describes, run by localcluster as local JVMs. With
+KAFKA_BOOTSTRAP_SERVERS set, the tests use that cluster as it is and leave it running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka.admin import NewTopic
+
+from localcluster import admin
+from localcluster.cluster import LocalCluster
+
+
+class KafkaCluster:
+    """What tests need of the cluster: its address, and a way to crash and revive brokers."""
+
+    def __init__(self, local: LocalCluster, bootstrap: str) -> None:
+        self.local = local
+        self.bootstrap = bootstrap
+        self.admin = admin.admin_client(bootstrap)
+
+    def kill(self, node_id: int) -> None:
+        """SIGKILL one broker, as a crash or a pulled plug would."""
+        self.local.kill(node_id)
+
+    def start_missing(self) -> None:
+        """Start every broker that is down and wait until the cluster is whole again."""
+        self.local.up()
+
+    @contextlib.contextmanager
+    def broker_down(self, node_id: int) -> Iterator[None]:
+        """SIGKILL a broker for the duration of the block, then bring it back."""
+        self.kill(node_id)
+        try:
+            yield
+        finally:
+            self.start_missing()
+
+    def partitions(self, topic: str) -> list[admin.PartitionState]:
+        return admin.topic_partitions(self.admin, topic)
+
+    def leader_of(self, topic: str, partition: int) -> int | None:
+        return next(p.leader for p in self.partitions(topic) if p.partition == partition)
+
+    def wait_full_isr(self, topic: str, timeout: float = 60) -> list[admin.PartitionState]:
+        deadline = time.monotonic() + timeout
+        while True:
+            parts = self.partitions(topic)
+            if all(p.healthy for p in parts):
+                return parts
+            if time.monotonic() > deadline:
+                raise AssertionError(f"ISR of {topic} not full after {timeout}s: {parts}")
+            time.sleep(0.25)
+
+    def create_topic(self, name: str, partitions: int = 3, replication_factor: int = 2) -> str:
+        futures = self.admin.create_topics(
+            [NewTopic(name, partitions, replication_factor)], request_timeout=15
+        )
+        futures[name].result(timeout=20)
+        self.wait_full_isr(name, timeout=30)
+        return name
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster() -> Iterator[KafkaCluster]:
+    local = LocalCluster(say=lambda message: print(f"localcluster: {message}", file=sys.stderr))
+    reuse = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if reuse:
+        yield KafkaCluster(local, reuse)
+        return
+    already_running = all(node.alive() for node in local.nodes)
+    local.up()
+    yield KafkaCluster(local, local.bootstrap)
+    if not already_running:  # a cluster a developer started stays up
+        local.down(wipe=True)
+
+
+@pytest.fixture(scope="session")
+def bootstrap_servers(kafka_cluster: KafkaCluster) -> str:
+    return kafka_cluster.bootstrap
+
+
+@pytest.fixture
+def fresh_topic(kafka_cluster: KafkaCluster, request: pytest.FixtureRequest) -> str:
+    """A new topic shaped like final-1-topic (3 partitions, RF 2), unique to this test."""
+    slug = "".join(c if c.isalnum() else "-" for c in request.node.name)[:60]
+    return kafka_cluster.create_topic(f"test-{slug}-{uuid.uuid4().hex[:8]}")

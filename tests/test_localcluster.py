@@ -1,0 +1,193 @@
+"""The local cluster is a real 3-broker KRaft cluster shaped as docker-compose.yml says."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from confluent_kafka import Consumer, KafkaError, Producer
+
+from localcluster import admin
+from localcluster.cluster import LocalCluster
+from localcluster.nodes import port_in_use
+
+pytestmark = pytest.mark.cluster
+ROOT = Path(__file__).resolve().parent.parent
+TOPIC = "final-1-topic"
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
+    return subprocess.run(
+        [sys.executable, "-m", "localcluster", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes], timeout: float = 30) -> list:
+    """Produces with acks=all and returns the delivery errors (None for each success)."""
+    results = []
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "message.timeout.ms": int(timeout * 1000),
+        }
+    )
+    for value in values:
+        producer.produce(topic, value, key=value, on_delivery=lambda err, _msg: results.append(err))
+    assert producer.flush(timeout + 5) == 0, "messages still queued after the delivery timeout"
+    return results
+
+
+def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 30) -> list[bytes]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    values: list[bytes] = []
+    try:
+        deadline = timeout
+        while len(values) < expected and deadline > 0:
+            for msg in consumer.consume(num_messages=500, timeout=1.0):
+                if msg.error() is None:
+                    values.append(msg.value())
+            deadline -= 1
+    finally:
+        consumer.close()
+    return values
+
+
+def test_three_brokers_and_topic_shaped_as_compose_says(kafka_cluster):
+    assert admin.registered_brokers(kafka_cluster.admin) == [0, 1, 2]
+    parts = kafka_cluster.wait_full_isr(TOPIC, timeout=30)
+    assert [p.partition for p in parts] == [0, 1, 2]
+    assert all(len(p.replicas) == 2 for p in parts), parts
+    assert all(sorted(p.isr) == sorted(p.replicas) for p in parts), parts
+    # Spread: with RF 2 over 3 brokers every broker holds a replica of two partitions.
+    assert sorted(b for p in parts for b in p.replicas) == [0, 0, 1, 1, 2, 2]
+
+
+def test_automatic_topic_creation_is_off(kafka_cluster):
+    topic = f"never-created-{uuid.uuid4().hex[:8]}"
+    producer = Producer(
+        {
+            "bootstrap.servers": kafka_cluster.bootstrap,
+            "message.timeout.ms": 5000,
+            "topic.metadata.propagation.max.ms": 2000,
+        }
+    )
+    errors = []
+    producer.produce(topic, b"x", on_delivery=lambda err, _msg: errors.append(err))
+    producer.flush(15)
+    assert len(errors) == 1 and errors[0] is not None, "producing to an unknown topic succeeded"
+    assert errors[0].code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._MSG_TIMED_OUT)
+    assert topic not in kafka_cluster.admin.list_topics(timeout=10).topics
+
+
+def test_produced_through_9094_is_consumed_through_9096(kafka_cluster, fresh_topic):
+    value = f"through-9094-{uuid.uuid4()}".encode()
+    assert produce("localhost:9094", fresh_topic, [value]) == [None]
+    assert consume_all("localhost:9096", fresh_topic, expected=1) == [value]
+
+
+@pytest.mark.parametrize("node_id", [0, 1, 2])
+def test_topic_stays_writable_and_readable_with_a_broker_killed(kafka_cluster, node_id):
+    values = [f"{node_id}-{i}-{uuid.uuid4()}".encode() for i in range(60)]
+    with kafka_cluster.broker_down(node_id):
+        assert kafka_cluster.local.node(node_id).pid() is None
+        assert produce(kafka_cluster.bootstrap, TOPIC, values) == [None] * len(values)
+        consumed = set(consume_all(kafka_cluster.bootstrap, TOPIC, expected=10**9, timeout=8))
+        assert set(values) <= consumed, "messages acknowledged with a broker down were not read"
+    parts = kafka_cluster.wait_full_isr(TOPIC, timeout=60)
+    assert all(sorted(p.isr) == sorted(p.replicas) for p in parts)
+
+
+def test_status_shows_brokers_quorum_leader_and_full_isr(kafka_cluster):
+    result = run_cli("status")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.count("│ yes ") == 3, out
+    assert "leader " in out and "voters [0, 1, 2]" in out and "leader none" not in out, out
+    for line in (line for line in out.splitlines() if line.startswith("│")):
+        assert "[red]" not in line
+    assert "batch-group" in out and "single-group" in out
+
+
+def test_up_refuses_ports_already_in_use(kafka_cluster, tmp_path):
+    """A second cluster home would need 9094-9096, which the running cluster holds."""
+    assert port_in_use(9094)
+    result = run_cli("up", env={"LOCALCLUSTER_HOME": str(tmp_path / "other")})
+    assert result.returncode == 1
+    assert "port 9094 (kafka-0 EXTERNAL) is already in use" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_broker_dying_on_start_is_reported_with_its_log(kafka_cluster, tmp_path):
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    for n, service in enumerate(["kafka-0", "kafka-1", "kafka-2"]):
+        env = compose["services"][service]["environment"]
+        port = 29094 + n  # free ports: this cluster must not clash with the running one
+        env["KAFKA_LISTENERS"] = env["KAFKA_LISTENERS"].replace(f":{9094 + n}", f":{port}")
+        env["KAFKA_ADVERTISED_LISTENERS"] = env["KAFKA_ADVERTISED_LISTENERS"].replace(
+            f":{9094 + n}", f":{port}"
+        )
+    # Passes `format`, fails when the broker loads it.
+    compose["services"]["kafka-1"]["environment"]["KAFKA_METRIC_REPORTERS"] = "no.such.Reporter"
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(yaml.safe_dump(compose))
+    env = {"LOCALCLUSTER_COMPOSE_FILE": str(broken), "LOCALCLUSTER_HOME": str(tmp_path / "home")}
+    try:
+        result = run_cli("up", "--timeout", "60", env=env)
+        assert result.returncode == 1
+        assert "kafka-1 exited during start-up" in result.stderr, result.stderr
+        assert "no.such.Reporter" in result.stderr, "the log tail should show the cause"
+        assert "Traceback" not in result.stderr
+    finally:
+        run_cli("down", "--wipe", env=env)
+
+
+def test_missing_java_is_one_clear_line(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("mvn",):  # everything but java
+        if shutil.which(tool):
+            (bin_dir / tool).symlink_to(shutil.which(tool))
+    result = run_cli("up", env={"PATH": str(bin_dir), "LOCALCLUSTER_HOME": str(tmp_path / "h")})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "localcluster: error: java not found on PATH: Kafka needs Java 17 or newer"
+    ]
+
+
+def test_down_leaves_no_java_process_and_no_port(kafka_cluster):
+    """Runs `down` on the session's cluster, checks it, then brings it back for later tests."""
+    local: LocalCluster = kafka_cluster.local
+    ports = sorted(set(local.ports().values()))
+    result = run_cli("down")
+    assert result.returncode == 0, result.stderr
+    try:
+        assert [node.name for node in local.nodes if node.pid() is not None] == []
+        busy = [port for port in ports if port_in_use(port)]
+        assert busy == [], f"ports still listening after down: {busy}"
+        leftovers = subprocess.run(
+            ["pgrep", "-f", f"-Dlocalcluster.node={local.home}"], capture_output=True, text=True
+        ).stdout
+        assert leftovers.strip() == ""
+    finally:
+        local.up()
+    assert kafka_cluster.wait_full_isr(TOPIC, timeout=60)
