@@ -52,6 +52,7 @@ class LocalCluster:
         self.compose_file = _env_path("LOCALCLUSTER_COMPOSE_FILE", ROOT / "docker-compose.yml")
         self.home = _env_path("LOCALCLUSTER_HOME", ROOT / ".localcluster")
         self.cache = _env_path("LOCALCLUSTER_CACHE", ROOT / ".cache")
+        self.port_offset = int(_env_seconds("LOCALCLUSTER_PORT_OFFSET", 0))
         self.model = compose.load(self.compose_file)
         self.nodes = [Node(broker, self.home) for broker in self.model.brokers]
         self.say = say
@@ -63,7 +64,7 @@ class LocalCluster:
     def bootstrap(self) -> str:
         """The EXTERNAL listeners: what host scripts use, with Docker or without."""
         return ",".join(
-            f"{ad.host}:{ad.port}"
+            f"{ad.host}:{ad.port + self.port_offset}"
             for node in self.nodes
             for ad in node.broker.advertised()
             if ad.host in ("localhost", LOOPBACK)
@@ -84,7 +85,7 @@ class LocalCluster:
                 f"{self.home} holds cluster {state.get('cluster_id')}, but docker-compose.yml"
                 f" now says {self.model.cluster_id}: run `python -m localcluster down --wipe`"
             )
-        ports = plan_ports(self.model.brokers, state.get("ports", {}))
+        ports = plan_ports(self.model.brokers, state.get("ports", {}), self.port_offset)
         if ports != state.get("ports"):
             self.home.mkdir(parents=True, exist_ok=True)
             state_file.write_text(

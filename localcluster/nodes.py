@@ -187,13 +187,16 @@ def allocate_port(taken: set[int]) -> int:
     raise ClusterError(f"no free loopback port in {PORT_RANGE.start}-{PORT_RANGE.stop - 1}")
 
 
-def plan_ports(brokers: list[BrokerService], known: dict[str, int]) -> dict[str, int]:
+def plan_ports(
+    brokers: list[BrokerService], known: dict[str, int], offset: int = 0
+) -> dict[str, int]:
     """Maps every ``hostname:container_port`` a broker listens on to a loopback port.
 
     Listeners advertised as localhost (EXTERNAL) keep their port, so host scripts use the same
     bootstrap servers with or without Docker; the internal and controller listeners, which in
     Docker all share 9092/9093 on different hosts, get free loopback ports, remembered in
-    ``known`` so that a restarted node comes back where its peers expect it.
+    ``known`` so that a restarted node comes back where its peers expect it. A non-zero
+    ``offset`` shifts the EXTERNAL ports, to run a second cluster beside the first.
     """
     ports: dict[str, int] = {}
     taken = set(known.values())
@@ -203,7 +206,9 @@ def plan_ports(brokers: list[BrokerService], known: dict[str, int]) -> dict[str,
         for listener in broker.listeners():
             key = f"{broker.hostname}:{listener.port}"
             if listener.name in public:
-                ports[key] = public[listener.name]
+                ports[key] = public[listener.name] + offset
+                if offset:
+                    ports[f"localhost:{public[listener.name]}"] = public[listener.name] + offset
             else:
                 ports[key] = known.get(key) or allocate_port(taken)
     return ports

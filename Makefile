@@ -1,0 +1,50 @@
+# Everything sets itself up on a fresh clone: the venv with pinned packages, and Kafka's jars
+# from Maven Central (cached in .cache/). No Docker needed.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: help venv jars lint test test-faults demo bench up down status clean
+
+help:
+	@echo "make demo         cluster + 2 producers + batch and single consumers (Ctrl-C stops)"
+	@echo "make test         lint, static checks and every test against a real 3-broker cluster"
+	@echo "make test-faults  only the fault-injection scenarios"
+	@echo "make bench        benchmarks against Apache Kafka's own tools"
+	@echo "make up|down|status  the local cluster alone"
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+jars: venv
+	$(PY) -m localcluster jars
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint jars
+	$(PY) -m pytest
+
+test-faults: jars
+	$(PY) -m pytest -m faults
+
+demo: jars
+	$(PY) -m localcluster demo
+
+up: jars
+	$(PY) -m localcluster up
+
+down: venv
+	$(PY) -m localcluster down
+
+status: venv
+	$(PY) -m localcluster status
+
+clean: venv
+	$(PY) -m localcluster down --wipe
