@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import NewTopic
 
 from localcluster import admin
@@ -54,8 +55,14 @@ class KafkaCluster:
     def wait_full_isr(self, topic: str, timeout: float = 60) -> list[admin.PartitionState]:
         deadline = time.monotonic() + timeout
         while True:
-            parts = self.partitions(topic)
-            if all(p.healthy for p in parts):
+            try:
+                parts = self.partitions(topic)
+            except KafkaException as exc:
+                # Right after CreateTopics, brokers may not know the topic yet.
+                if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise
+                parts = []
+            if parts and all(p.healthy for p in parts):
                 return parts
             if time.monotonic() > deadline:
                 raise AssertionError(f"ISR of {topic} not full after {timeout}s: {parts}")

@@ -1,0 +1,704 @@
+"""The three scripts against a real cluster: nothing acknowledged is lost, nothing is skipped.
+
+Scripts run as real processes (as in Docker) wherever exit codes, signals and logs matter, and
+in-process where a test must inject a failing handler. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
+import app_config
+from batch_message_consumer import BatchConsumer
+from message_model import MessageModel
+from single_message_consumer import SingleConsumer
+
+ROOT = Path(__file__).resolve().parent.parent
+Record = tuple[int, int, str]  # partition, offset, message id (as in the record logs)
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def script_env(bootstrap: str | None = None, topic: str | None = None, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "BATCH_"))}
+    for key in ("PRODUCER_INTERVAL_SECONDS", "SINGLE_GROUP_ID", "LOG_LEVEL"):
+        env.pop(key, None)
+    env["PYTHONUNBUFFERED"] = "1"
+    if bootstrap:
+        env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+    if topic:
+        env["KAFKA_TOPIC"] = topic
+    env.update(extra)
+    return env
+
+
+class Script:
+    """A script running as a child process; its stderr (the log) goes to a file."""
+
+    def __init__(self, name: str, *args: object, env: dict, log: Path) -> None:
+        self.log_path = log
+        self._log = open(log, "w")  # noqa: SIM115 (closed in wait())
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / name), *map(str, args)],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            pytest.fail(f"{self.process.args[1]} still running after {timeout}s:\n{self.log()}")
+        finally:
+            self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+
+def run_script(
+    name: str, *args: object, env: dict, timeout: float = 30
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / name), *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def read_record_log(path: Path) -> list[Record]:
+    records = []
+    for line in path.read_text().splitlines():
+        partition, offset, message_id = line.split(" ")
+        records.append((int(partition), int(offset), message_id))
+    return records
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def admin(bootstrap_servers: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap_servers})
+
+
+def partitions_of(admin: AdminClient, topic: str) -> list[int]:
+    return sorted(admin.list_topics(topic, timeout=10).topics[topic].partitions)
+
+
+def end_offsets(admin: AdminClient, topic: str) -> dict[int, int]:
+    request = {TopicPartition(topic, p): OffsetSpec.latest() for p in partitions_of(admin, topic)}
+    futures = admin.list_offsets(request, request_timeout=10)
+    return {tp.partition: future.result(timeout=15).offset for tp, future in futures.items()}
+
+
+def committed_offsets(admin: AdminClient, group: str, topic: str) -> dict[int, int]:
+    """Committed offset per partition; -1001 (OFFSET_INVALID) where the group has none."""
+    request = ConsumerGroupTopicPartitions(
+        group, [TopicPartition(topic, p) for p in partitions_of(admin, topic)]
+    )
+    result = admin.list_consumer_group_offsets([request], request_timeout=10)[group]
+    return {tp.partition: tp.offset for tp in result.result(timeout=15).topic_partitions}
+
+
+def assert_fully_committed(admin: AdminClient, group: str, topic: str) -> None:
+    ends = end_offsets(admin, topic)
+    committed = committed_offsets(admin, group, topic)
+    # A partition that never had a record has nothing to commit.
+    expected = {p: (end if end > 0 else committed[p]) for p, end in ends.items()}
+    assert committed == expected, f"group {group}: committed {committed}, end offsets {ends}"
+
+
+def produce_records(
+    bootstrap: str, topic: str, records: list[tuple[int, bytes | None]]
+) -> list[tuple[int, int]]:
+    """Produce (partition, value) pairs with a plain Producer; return (partition, offset)s."""
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    positions: list[tuple[int, int] | None] = [None] * len(records)
+
+    def report(index: int):
+        def on_delivery(err, msg):
+            assert err is None, err
+            positions[index] = (msg.partition(), msg.offset())
+
+        return on_delivery
+
+    for index, (partition, value) in enumerate(records):
+        producer.produce(
+            topic, value=value, key=f"k{index}", partition=partition, on_delivery=report(index)
+        )
+        producer.flush(15)  # one at a time: offsets in the order given
+    assert all(positions), positions
+    return positions  # type: ignore[return-value]
+
+
+def good(n: int) -> tuple[str, bytes]:
+    message = MessageModel(str(uuid.uuid4()), f"Test message {n}")
+    return message.message_id, message.serialize()
+
+
+def produce_good(bootstrap: str, topic: str, count: int) -> dict[str, tuple[int, int]]:
+    """Produce `count` valid messages round-robin over 3 partitions; return id -> position."""
+    messages = [good(n) for n in range(count)]
+    positions = produce_records(bootstrap, topic, [(n % 3, v) for n, (_, v) in enumerate(messages)])
+    return {message_id: pos for (message_id, _), pos in zip(messages, positions, strict=True)}
+
+
+def read_topic(bootstrap: str, admin: AdminClient, topic: str, timeout: float = 60) -> dict:
+    """Every record of the topic, read back by an independent consumer: (p, offset) -> key."""
+    ends = end_offsets(admin, topic)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": unique("reader"),  # never commits: assign() + no auto-commit
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+    remaining = {p for p, end in ends.items() if end > 0}
+    records = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while remaining:
+            assert time.monotonic() < deadline, f"partitions {remaining} not read to the end"
+            for msg in consumer.consume(num_messages=10_000, timeout=1.0):
+                assert not msg.error(), msg.error()
+                records[(msg.partition(), msg.offset())] = msg.key().decode()
+                if msg.offset() + 1 >= ends[msg.partition()]:
+                    remaining.discard(msg.partition())
+    finally:
+        consumer.close()
+    return records
+
+
+@pytest.fixture
+def safety_stop() -> Iterator[threading.Event]:
+    """A stop Event for in-process consumers, set after 60 s so a hung test still ends."""
+    stop = threading.Event()
+    timer = threading.Timer(60, stop.set)
+    timer.start()
+    yield stop
+    timer.cancel()
+
+
+# --------------------------------------------------------------------------------------------
+# End to end: 2 producers, 2 consumer groups
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(150)
+def test_end_to_end_every_acknowledged_message_is_processed_by_both_groups(
+    bootstrap_servers: str, fresh_topic: str, admin: AdminClient, tmp_path: Path
+) -> None:
+    env = script_env(bootstrap_servers, fresh_topic)
+    producers = [
+        Script(
+            "producer.py",
+            "--count",
+            200,
+            "--interval",
+            0,
+            "--quiet",
+            "--delivered-log",
+            tmp_path / f"delivered-{i}.log",
+            env=env,
+            log=tmp_path / f"producer-{i}.log",
+        )
+        for i in (1, 2)
+    ]
+    for producer in producers:
+        assert producer.wait(60) == 0, producer.log()
+    delivered = set()
+    for i in (1, 2):
+        records = read_record_log(tmp_path / f"delivered-{i}.log")
+        assert len(records) == 200
+        delivered.update(records)
+    assert len({message_id for _, _, message_id in delivered}) == 400  # unique ids
+
+    groups = {"batch": unique("batch-group"), "single": unique("single-group")}
+    consumers = {
+        "batch": Script(
+            "batch_message_consumer.py",
+            "--group-id",
+            groups["batch"],
+            "--batch-window",
+            1,
+            "--idle-exit",
+            8,
+            "--processed-log",
+            tmp_path / "processed-batch.log",
+            env=env,
+            log=tmp_path / "batch.log",
+        ),
+        "single": Script(
+            "single_message_consumer.py",
+            "--group-id",
+            groups["single"],
+            "--idle-exit",
+            8,
+            "--processed-log",
+            tmp_path / "processed-single.log",
+            env=env,
+            log=tmp_path / "single.log",
+        ),
+    }
+    for name, consumer in consumers.items():
+        assert consumer.wait(90) == 0, consumer.log()
+        processed = set(read_record_log(tmp_path / f"processed-{name}.log"))
+        missing = delivered - processed
+        assert not missing, f"{name}: {len(missing)} acknowledged messages never processed"
+        assert_fully_committed(admin, groups[name], fresh_topic)
+
+    batch_log, single_log = consumers["batch"].log(), consumers["single"].log()
+    assert re.search(r"^INFO:root:BatchConsumer received: Test message \d+$", batch_log, re.M)
+    assert re.search(
+        rf"^INFO:root:Committed batch of 10 messages: {fresh_topic} \[", batch_log, re.M
+    )
+    assert re.search(r"^INFO:root:SingleConsumer received: Test message \d+$", single_log, re.M)
+    assert "Traceback" not in batch_log + single_log
+
+
+# --------------------------------------------------------------------------------------------
+# A failed batch / message is redelivered, not skipped (in-process, injected failure)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(90)
+def test_failed_batch_is_redelivered(
+    bootstrap_servers: str, fresh_topic: str, admin: AdminClient, safety_stop: threading.Event
+) -> None:
+    produced = produce_good(bootstrap_servers, fresh_topic, 30)
+    group = unique("batch-fail")
+    calls: list[list[str]] = []
+    committed_at_retry: dict[int, int] = {}
+
+    def fail_first_batch(batch: list[MessageModel]) -> None:
+        calls.append([message.message_id for message in batch])
+        if len(calls) == 1:
+            raise RuntimeError("simulated processing failure")
+        if len(calls) == 2:  # what a crash right now would restart from
+            committed_at_retry.update(committed_offsets(admin, group, fresh_topic))
+
+    consumer = Consumer(app_config.consumer_config(bootstrap_servers, group))
+    status = BatchConsumer(
+        consumer,
+        fresh_topic,
+        fail_first_batch,
+        batch_size=10,
+        batch_window=1,
+        stop=safety_stop,
+        idle_exit=5,
+    ).run()
+
+    assert status == 0
+    assert not safety_stop.is_set(), "the consumer did not finish on its own"
+    failed, later = calls[0], [i for call in calls[1:] for i in call]
+    assert failed, "the first batch was empty"
+    assert set(failed) <= set(later), "records of the failed batch were never handled again"
+    for message_id in failed:
+        partition, offset = produced[message_id]
+        assert committed_at_retry[partition] <= offset, "the failed batch was committed"
+    assert set(later) == set(produced)
+    assert_fully_committed(admin, group, fresh_topic)
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(90)
+def test_failed_message_is_redelivered(
+    bootstrap_servers: str, fresh_topic: str, admin: AdminClient, safety_stop: threading.Event
+) -> None:
+    produced = produce_good(bootstrap_servers, fresh_topic, 15)
+    group = unique("single-fail")
+    calls: list[str] = []
+    committed_at_retry: dict[int, int] = {}
+
+    def fail_first(message: MessageModel) -> None:
+        calls.append(message.message_id)
+        if len(calls) == 1:
+            raise RuntimeError("simulated processing failure")
+        if message.message_id == calls[0]:  # the retry: a crash now restarts from here
+            committed_at_retry.update(committed_offsets(admin, group, fresh_topic))
+
+    consumer = Consumer(app_config.consumer_config(bootstrap_servers, group))
+    status = SingleConsumer(consumer, fresh_topic, fail_first, stop=safety_stop, idle_exit=5).run()
+
+    assert status == 0
+    assert not safety_stop.is_set(), "the consumer did not finish on its own"
+    assert calls[0] in calls[1:], "the failed message was never handled again"
+    partition, offset = produced[calls[0]]
+    assert committed_at_retry[partition] <= offset, "the failed message was committed"
+    assert set(calls[1:]) == set(produced)
+    assert_fully_committed(admin, group, fresh_topic)
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(120)
+def test_rebalance_when_a_second_replica_joins_loses_nothing(
+    bootstrap_servers: str, fresh_topic: str, admin: AdminClient, tmp_path: Path
+) -> None:
+    produced = produce_good(bootstrap_servers, fresh_topic, 240)
+    env = script_env(bootstrap_servers, fresh_topic)
+    group = unique("batch-rebalance")
+
+    def replica(name: str) -> Script:
+        return Script(
+            "batch_message_consumer.py",
+            "--group-id",
+            group,
+            "--batch-window",
+            1,
+            "--idle-exit",
+            6,
+            "--process-delay",
+            0.02,  # ~5 s of work in all: the second replica joins midway
+            "--processed-log",
+            tmp_path / f"processed-{name}.log",
+            env=env,
+            log=tmp_path / f"{name}.log",
+        )
+
+    first = replica("first")
+    deadline = time.monotonic() + 30
+    first_log = tmp_path / "processed-first.log"
+    while not first_log.exists() or first_log.stat().st_size == 0:
+        assert time.monotonic() < deadline, first.log()
+        time.sleep(0.1)
+    second = replica("second")
+    assert first.wait(90) == 0, first.log()
+    assert second.wait(90) == 0, second.log()
+
+    assert "Partitions revoked" in first.log(), "no rebalance happened: test proves nothing"
+    assert "Partitions assigned" in second.log()
+    processed = {
+        message_id
+        for name in ("first", "second")
+        for _, _, message_id in read_record_log(tmp_path / f"processed-{name}.log")
+    }
+    assert set(produced) <= processed
+    assert_fully_committed(admin, group, fresh_topic)
+
+
+# --------------------------------------------------------------------------------------------
+# Poison records are skipped and committed past
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(120)
+def test_poison_records_are_skipped_and_committed_past(
+    bootstrap_servers: str, fresh_topic: str, admin: AdminClient, tmp_path: Path
+) -> None:
+    goods = [good(n) for n in range(6)]
+    records: list[tuple[int, bytes | None]] = [
+        (0, goods[0][1]),
+        (0, b"not json at all"),
+        (0, goods[1][1]),
+        (0, None),  # a tombstone, last in its partition: must still be committed past
+        (1, b""),
+        (1, goods[2][1]),
+        (1, b'{"message_id": "", "content": "empty id"}'),
+        (1, b"\xff\xfe invalid utf-8"),
+        (1, goods[3][1]),
+        (2, goods[4][1]),
+        (2, b'{"message_id": "x"}'),  # a required field is missing
+        (2, goods[5][1]),
+    ]
+    positions = produce_records(bootstrap_servers, fresh_topic, records)
+    good_values = {value for _, value in goods}
+    bad = [
+        pos for pos, (_, value) in zip(positions, records, strict=True) if value not in good_values
+    ]
+    good_records = {
+        (*pos, message_id)
+        for pos, (_, value) in zip(positions, records, strict=True)
+        for message_id, good_value in goods
+        if value == good_value
+    }
+    assert len(bad) == 6 and len(good_records) == 6
+
+    env = script_env(bootstrap_servers, fresh_topic)
+    groups = {"batch": unique("batch-poison"), "single": unique("single-poison")}
+    consumers = {
+        "batch": Script(
+            "batch_message_consumer.py",
+            "--group-id",
+            groups["batch"],
+            "--batch-window",
+            1,
+            "--idle-exit",
+            6,
+            "--processed-log",
+            tmp_path / "processed-batch.log",
+            env=env,
+            log=tmp_path / "batch.log",
+        ),
+        "single": Script(
+            "single_message_consumer.py",
+            "--group-id",
+            groups["single"],
+            "--idle-exit",
+            6,
+            "--processed-log",
+            tmp_path / "processed-single.log",
+            env=env,
+            log=tmp_path / "single.log",
+        ),
+    }
+    for name, consumer in consumers.items():
+        assert consumer.wait(60) == 0, consumer.log()
+        log = consumer.log()
+        processed = set(read_record_log(tmp_path / f"processed-{name}.log"))
+        assert good_records <= processed, f"{name}: good records missing after poison ones"
+        for partition, offset in bad:
+            assert (partition, offset, "-") in processed
+            pattern = (
+                rf"^WARNING:root:Skipping poison record {fresh_topic} \[{partition}\] @ {offset} "
+            )
+            assert re.search(pattern, log, re.M), f"{name}: no warning for [{partition}] @ {offset}"
+        assert "Traceback" not in log
+        assert_fully_committed(admin, groups[name], fresh_topic)
+
+
+# --------------------------------------------------------------------------------------------
+# Producer: SIGTERM under load loses nothing it acknowledged
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(120)
+def test_sigterm_under_load_loses_nothing_acknowledged(
+    bootstrap_servers: str, fresh_topic: str, admin: AdminClient, tmp_path: Path
+) -> None:
+    delivered_log = tmp_path / "delivered.log"
+    producer = Script(
+        "producer.py",
+        "--interval",
+        0,
+        "--quiet",
+        "--delivered-log",
+        delivered_log,
+        env=script_env(bootstrap_servers, fresh_topic),
+        log=tmp_path / "producer.log",
+    )
+    deadline = time.monotonic() + 30
+    while not delivered_log.exists() or delivered_log.stat().st_size < 100_000:  # ~2000 lines
+        assert producer.process.poll() is None, producer.log()
+        assert time.monotonic() < deadline, "the producer delivered too little in 30 s"
+        time.sleep(0.05)
+    producer.process.send_signal(signal.SIGTERM)
+    assert producer.wait(45) == 0, producer.log()
+    log = producer.log()
+    assert "Stopping (shutdown requested)" in log
+    assert "not delivered (still queued) 0" in log
+
+    acknowledged = read_record_log(delivered_log)
+    in_topic = read_topic(bootstrap_servers, admin, fresh_topic)
+    lost = [(p, o, i) for p, o, i in acknowledged if in_topic.get((p, o)) != i]
+    assert not lost, f"{len(lost)} of {len(acknowledged)} acknowledged messages not in the topic"
+    assert len(in_topic) == len(acknowledged), "the topic has messages nobody acknowledged"
+
+
+# --------------------------------------------------------------------------------------------
+# Command line: exit codes and messages
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(120)
+def test_count_and_max_messages_exit_zero(
+    bootstrap_servers: str, fresh_topic: str, admin: AdminClient, tmp_path: Path
+) -> None:
+    env = script_env(bootstrap_servers, fresh_topic)
+    result = run_script("producer.py", "--count", 12, "--interval", 0.01, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    delivered = re.findall(
+        rf"^INFO:root:Message delivered to {fresh_topic} \[(\d)\] @ (\d+)$", result.stderr, re.M
+    )
+    assert len(delivered) == 12, result.stderr
+
+    batch_only = ["--batch-window", 1]
+    for script, extra in [
+        ("batch_message_consumer.py", batch_only),
+        ("single_message_consumer.py", []),
+    ]:
+        group = unique("max-messages")
+        log = tmp_path / f"{script}.log"
+        result = run_script(
+            script,
+            "--group-id",
+            group,
+            "--max-messages",
+            5,
+            "--processed-log",
+            log,
+            *extra,
+            env=env,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "(--max-messages): exiting" in result.stderr
+        assert len(read_record_log(log)) == 5
+        committed = committed_offsets(admin, group, fresh_topic)
+        assert sum(max(o, 0) for o in committed.values()) == 5, committed
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "env"),
+    [
+        ("producer.py", ["--interval", "-1"], {}),
+        ("producer.py", ["--interval", "soon"], {}),
+        ("producer.py", ["--interval", "nan"], {}),
+        ("producer.py", ["--count", "0"], {}),
+        ("producer.py", [], {"PRODUCER_INTERVAL_SECONDS": "-2"}),
+        ("producer.py", [], {"LOG_LEVEL": "loud"}),
+        ("batch_message_consumer.py", ["--batch-size", "0"], {}),
+        ("batch_message_consumer.py", [], {"BATCH_SIZE": "ten"}),
+        ("batch_message_consumer.py", [], {"BATCH_WINDOW_SECONDS": "0"}),
+        ("single_message_consumer.py", ["--idle-exit", "-5"], {}),
+        ("single_message_consumer.py", ["--max-messages", "1.5"], {}),
+        ("single_message_consumer.py", ["--no-such-flag"], {}),
+    ],
+)
+def test_bad_values_exit_2_without_traceback(script: str, args: list[str], env: dict) -> None:
+    result = run_script(script, *args, env=script_env("localhost:1", **env))
+    assert result.returncode == 2, result.stderr
+    assert "error:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "script", ["producer.py", "batch_message_consumer.py", "single_message_consumer.py"]
+)
+def test_missing_client_properties_file_is_one_clear_line(script: str, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.properties"
+    result = run_script(script, env=script_env(KAFKA_CLIENT_PROPERTIES=str(missing)))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(missing) in lines[0] and "No such file" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("script", "properties", "expected"),
+    [
+        ("batch_message_consumer.py", "enable.auto.commit=true", "enable.auto.commit"),
+        ("producer.py", "enable.idempotence=false", "enable.idempotence"),
+        ("producer.py", "acks=1", "acks"),  # librdkafka: conflicts with idempotence
+        ("single_message_consumer.py", "max.poll.records=10", "max.poll.records"),
+        ("single_message_consumer.py", "no.such.property=1", "no.such.property"),
+        ("producer.py", "just some words", "expected key=value"),
+    ],
+)
+def test_bad_client_properties_exit_2(
+    script: str, properties: str, expected: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "client.properties"
+    path.write_text(f"# a comment\n{properties}\n")
+    result = run_script(script, env=script_env("localhost:1", KAFKA_CLIENT_PROPERTIES=str(path)))
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_load_properties_java_syntax(tmp_path: Path) -> None:
+    path = tmp_path / "client.properties"
+    path.write_text(
+        "# Confluent Cloud style\n"
+        "! also a comment\n"
+        "\n"
+        "bootstrap.servers=pkc-1.example.com:9092\n"
+        "security.protocol = SASL_SSL\n"
+        "sasl.mechanisms: PLAIN\n"
+        "sasl.username=KEY\n"
+        "sasl.password=p\\=ss\\\\word\\u0021\n"
+        "ssl.endpoint.identification.algorithm=https\\\n"
+        "   \n"
+    )
+    assert app_config.load_properties(path) == {
+        "bootstrap.servers": "pkc-1.example.com:9092",
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanisms": "PLAIN",
+        "sasl.username": "KEY",
+        "sasl.password": "p=ss\\word!",
+        "ssl.endpoint.identification.algorithm": "https",
+    }
+
+
+def test_properties_file_bootstrap_is_used_unless_overridden(tmp_path: Path) -> None:
+    import producer
+
+    path = tmp_path / "client.properties"
+    path.write_text("bootstrap.servers=from-file:9092\nlinger.ms=50\n")
+    env = {"KAFKA_CLIENT_PROPERTIES": str(path)}
+    with pytest.MonkeyPatch.context() as patch:
+        for key in ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_TOPIC"):
+            patch.delenv(key, raising=False)
+        for key, value in env.items():
+            patch.setenv(key, value)
+        args = producer.parse_args([])
+        assert args.bootstrap_servers == "from-file:9092"
+        assert args.client_properties == {"linger.ms": "50"}
+        patch.setenv("KAFKA_BOOTSTRAP_SERVERS", "from-env:9092")
+        assert producer.parse_args([]).bootstrap_servers == "from-env:9092"
+        args = producer.parse_args(["--bootstrap-servers", "from-flag:9092"])
+        assert args.bootstrap_servers == "from-flag:9092"
+
+
+# --------------------------------------------------------------------------------------------
+# No broker reachable: wait and say so, never crash
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_producer_without_brokers_waits_then_reports_undelivered(tmp_path: Path) -> None:
+    producer = Script(
+        "producer.py",
+        "--interval",
+        0.5,
+        "--flush-timeout",
+        1,
+        env=script_env("localhost:1"),
+        log=tmp_path / "producer.log",
+    )
+    time.sleep(3)
+    assert producer.process.poll() is None, producer.log()
+    producer.process.send_signal(signal.SIGTERM)
+    assert producer.wait(20) == 1, producer.log()  # queued messages were never acknowledged
+    log = producer.log()
+    assert re.search(r"^WARNING:root:(No broker reachable|Kafka connection problem)", log, re.M)
+    assert re.search(r"not delivered \(still queued\) [1-9]", log)
+    assert "Traceback" not in log
