@@ -103,10 +103,21 @@ class DeliveryTracker:
             )
             return
         self.delivered += 1
-        self.delivered_log.write(msg.partition(), msg.offset(), msg.key().decode())
+        # None when the broker answered a retry with DUPLICATE_SEQUENCE_NUMBER: it had written
+        # the message already (its first answer was lost, e.g. in a broker restart), and
+        # librdkafka reports success without the offset. The message is in the partition once.
+        offset = msg.offset()
+        self.delivered_log.write(
+            msg.partition(), -1 if offset is None else offset, msg.key().decode()
+        )
         if not self.quiet:
             logging.info(
-                "Message delivered to %s [%d] @ %d", msg.topic(), msg.partition(), msg.offset()
+                "Message delivered to %s [%d] @ %s",
+                msg.topic(),
+                msg.partition(),
+                "? (offset not reported: a retry of a message already written)"
+                if offset is None
+                else offset,
             )
 
 
@@ -131,16 +142,23 @@ def producer_config(args: Any, tracker: DeliveryTracker, errors: app_config.Erro
     )
 
 
-def produce(producer: Producer, topic: str, n: int) -> None:
-    """Queue message n; on a full local queue, serve delivery reports and try again."""
+def produce(producer: Producer, topic: str, n: int, stop: Any = None) -> bool:
+    """Queue message n; on a full local queue, serve delivery reports and try again.
+
+    Returns False, with the message not queued, if `stop` (an Event) is set meanwhile: with
+    the brokers down the queue stays full until messages time out (minutes), and SIGTERM
+    must not wait for that.
+    """
     message = MessageModel(message_id=str(uuid.uuid4()), content=f"Test message {n}")
     payload = message.serialize()
     key = message.message_id.encode()
     while True:
         try:
             producer.produce(topic, value=payload, key=key)
-            return
+            return True
         except BufferError:
+            if stop is not None and stop.is_set():
+                return False
             # Not queued: the local queue is full (brokers slow or down). Let librdkafka
             # deliver some messages, then retry the same one.
             producer.poll(0.1)
@@ -175,8 +193,9 @@ def main(argv: list[str] | None = None) -> int:
                 if sent - tracker.failed >= args.count:
                     producer.poll(0.1)  # enough in flight: wait for their reports
                     continue
+            if not produce(producer, args.topic, sent + 1, stop):
+                break  # shutdown requested while the queue was full: that one was not sent
             sent += 1
-            produce(producer, args.topic, sent)
             if args.interval > 0:
                 wait_serving_reports(producer, args.interval, stop)
             else:

@@ -1,0 +1,1 @@
+"""Fault-injection scenarios (``pytest -m faults``); RELIABILITY.md lists what they prove."""
