@@ -11,11 +11,12 @@ to a dead-letter topic, then commit) from "my code is broken" (crash). So every 
 fail to be a message raises :class:`MessageDecodeError` and nothing else.
 """
 
+import os
 from typing import Annotated
 
 import msgspec
 
-__all__ = ["MessageDecodeError", "MessageModel"]
+__all__ = ["MessageDecodeError", "MessageModel", "new_message_id"]
 
 
 class MessageDecodeError(ValueError):
@@ -72,3 +73,17 @@ class MessageModel(msgspec.Struct, frozen=True, gc=False):
 # Built once at import: they cache the schema, so no per-call setup is paid.
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(MessageModel)
+
+
+# uuid4's version nibble is "4"; its variant nibble keeps 2 random bits under "10": 8, 9, a or b.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
+def new_message_id() -> str:
+    """A random UUID (version 4) string, as ``str(uuid.uuid4())`` gives, about twice as fast.
+
+    Same 122 random bits from ``os.urandom``, same text; it only skips building a ``UUID``
+    object, which was the costliest step of making a message at full speed.
+    """
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"

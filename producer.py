@@ -23,13 +23,12 @@ from __future__ import annotations
 import logging
 import sys
 import time
-import uuid
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 import app_config
-from message_model import MessageModel
+from message_model import MessageModel, new_message_id
 
 # A message not acknowledged within this time fails with an ERROR delivery report. With
 # idempotence librdkafka retries without limit until then, so this is the total time a message
@@ -37,6 +36,7 @@ from message_model import MessageModel
 # cluster restart a minute or two, and 5 minutes covers both. Longer would only hide a dead
 # cluster (and grow the queue); 0 ("forever") would never report the loss at all.
 MESSAGE_TIMEOUT_MS = 300_000
+LINGER_MS = 5
 
 
 def parse_args(argv: list[str] | None = None) -> Any:
@@ -103,6 +103,8 @@ class DeliveryTracker:
             )
             return
         self.delivered += 1
+        if self.quiet and not self.delivered_log.enabled:
+            return  # full speed: nothing to log, so read nothing from the message
         # None when the broker answered a retry with DUPLICATE_SEQUENCE_NUMBER: it had written
         # the message already (its first answer was lost, e.g. in a broker restart), and
         # librdkafka reports success without the offset. The message is in the partition once.
@@ -126,9 +128,10 @@ def producer_config(args: Any, tracker: DeliveryTracker, errors: app_config.Erro
         args.bootstrap_servers,
         args.client_properties,
         tunables={
-            # Wait up to 5 ms to put more messages into one request (librdkafka's default,
-            # spelled out): invisible at 1 msg/1.5 s, many messages per request at full speed.
-            "linger.ms": 5,
+            # At full speed, wait up to 5 ms to put more messages into one request (librdkafka's
+            # default). With a pause between messages there is nothing to batch, and lingering
+            # would only add 5 ms to every message's latency: send each one at once.
+            "linger.ms": LINGER_MS if args.interval * 1000 < LINGER_MS else 0,
             # LZ4 is the cheapest codec; it shrinks the repeated JSON field names of a batch.
             # Brokers store the batch as is and consumers decompress transparently.
             "compression.type": "lz4",
@@ -149,12 +152,12 @@ def produce(producer: Producer, topic: str, n: int, stop: Any = None) -> bool:
     the brokers down the queue stays full until messages time out (minutes), and SIGTERM
     must not wait for that.
     """
-    message = MessageModel(message_id=str(uuid.uuid4()), content=f"Test message {n}")
+    message = MessageModel(message_id=new_message_id(), content=f"Test message {n}")
     payload = message.serialize()
     key = message.message_id.encode()
     while True:
         try:
-            producer.produce(topic, value=payload, key=key)
+            producer.produce(topic, payload, key)  # value, key: positional is cheaper
             return True
         except BufferError:
             if stop is not None and stop.is_set():
