@@ -21,6 +21,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
+# Bench-only packages (peer clients, profilers), kept out of the apps' and tests' venv setup.
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	touch $(BENCH_STAMP)
+
 jars: venv
 	$(PY) -m localcluster jars
 
@@ -33,6 +39,11 @@ test: lint jars
 
 test-faults: jars
 	$(PY) -m pytest -m faults
+
+# Brings up its own cluster on other ports, runs every comparison 3 times (about 10 minutes
+# on 2 cores) and rewrites BENCHMARKS.md. BENCH_ARGS passes options, e.g. --quick or --runs 5.
+bench: jars $(BENCH_STAMP)
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 demo: jars
 	$(PY) -m localcluster demo

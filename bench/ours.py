@@ -1,0 +1,222 @@
+"""Bench worker for OUR code paths: the real app code, driven as the scripts drive it.
+
+``python -m bench.ours CASE --bootstrap B --topic T --messages N [--group G]``
+
+- producer: ``producer.main()`` itself with ``--interval 0 --quiet --count N`` (fast mode): the
+  real loop of MessageModel encode, produce() with its BufferError retry, poll(0) and the
+  delivery-report callback, then the final flush. Timed from the first ``produce()`` call (as
+  the peers and ProducerPerformance start their clocks at the first send) to main's return.
+- batch / single: ``batch_message_consumer.main()`` / ``single_message_consumer.main()``
+  themselves, ``--max-messages N --log-level WARNING`` (batches of 10, one synchronous commit
+  per batch / per message). The only change: their module's ``Consumer`` is a subclass that
+  notes the time of the first partition assignment and of ``close()``; the hot methods
+  (consume, poll, commit) are untouched. Timed from assignment to close (the last commit is
+  done by then), like VerifiableConsumer's events from partitions_assigned to the last commit.
+- plain: the app's consumer config and record decoding (``app_config.decode_record``) in a
+  ``consume(num_messages=500)`` loop without commits, the ceiling of the consumers above.
+- latency: N ping-pong probes. Each is made and sent by producer.py's ``produce()`` with the
+  demo's producer config (``--interval 1.5``) and received by a running ``SingleConsumer``
+  (the single consumer's real poll -> process -> commit loop, in a thread); latency is from
+  just before ``produce()`` to the call of the processing function. The next probe leaves once
+  the previous one is delivered, processed and committed, as at the demo's pace.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from bench.common import PLAIN_POLL, Stopwatch, emit, latency_summary, profiled, rate, worker_parser
+
+ASSIGN_TIMEOUT = 60.0
+PROBE_TIMEOUT = 30.0
+
+
+def timed_consumer_class(watch: Stopwatch) -> type[Consumer]:
+    """A Consumer that marks the first assignment and close(); nothing else is overridden."""
+
+    class TimedConsumer(Consumer):
+        def subscribe(self, topics, on_assign=None, **callbacks):  # type: ignore[override]
+            def assigned(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+                watch.mark_start()
+                if on_assign is not None:
+                    on_assign(consumer, partitions)
+
+            return super().subscribe(topics, on_assign=assigned, **callbacks)
+
+        def close(self, *args, **kwargs):  # type: ignore[override]
+            watch.mark_end()
+            return super().close(*args, **kwargs)
+
+    return TimedConsumer
+
+
+def run_producer(args) -> dict:
+    import producer
+
+    argv = [
+        "--bootstrap-servers", args.bootstrap, "--topic", args.topic,
+        "--interval", "0", "--quiet", "--count", str(args.messages),
+        "--progress-interval", "86400",
+    ]  # fmt: skip
+    watch = Stopwatch()
+    real_produce = producer.produce
+
+    def first_produce(*args_, **kwargs):  # marks the start, then steps out of the way
+        watch.mark_start()
+        producer.produce = real_produce
+        return real_produce(*args_, **kwargs)
+
+    producer.produce = first_produce
+    with profiled(args.profile):
+        status = producer.main(argv)
+        watch.mark_end()
+    if status != 0:
+        raise SystemExit(f"producer.main() exited with {status}")
+    return rate(args.messages, watch.seconds)
+
+
+def run_consumer_script(module_name: str, args, *extra: str) -> dict:
+    module = __import__(module_name)
+    watch = Stopwatch()
+    module.Consumer = timed_consumer_class(watch)
+    argv = [
+        "--bootstrap-servers", args.bootstrap, "--topic", args.topic,
+        "--group-id", args.group, "--max-messages", str(args.messages),
+        "--log-level", "WARNING", *extra,
+    ]  # fmt: skip
+    with profiled(args.profile):
+        status = module.main(argv)
+    if status != 0:
+        raise SystemExit(f"{module_name}.main() exited with {status}")
+    return rate(args.messages, watch.seconds)
+
+
+def run_plain(args) -> dict:
+    import app_config
+
+    watch = Stopwatch()
+    errors = app_config.ErrorReporter()
+    consumer = timed_consumer_class(watch)(
+        app_config.consumer_config(args.bootstrap, args.group, None, errors)
+    )
+    consumer.subscribe([args.topic])
+    count = 0
+    with profiled(args.profile):
+        while count < args.messages:
+            for msg in consumer.consume(num_messages=PLAIN_POLL, timeout=0.5):
+                if msg.error():
+                    app_config.log_consumer_error(msg)
+                    continue
+                app_config.decode_record(msg)
+                count += 1
+        consumer.close()
+    return rate(count, watch.seconds)
+
+
+def run_latency(args) -> dict:
+    import app_config
+    import producer
+    import single_message_consumer
+
+    errors = app_config.ErrorReporter()
+    # The demo's producer config: producer.py as `docker compose up` runs it.
+    producer_args = producer.parse_args(
+        ["--bootstrap-servers", args.bootstrap, "--topic", args.topic, "--interval", "1.5"]
+    )
+    tracker = producer.DeliveryTracker(True, app_config.RecordLog(None))
+    kafka_producer = producer.Producer(producer.producer_config(producer_args, tracker, errors))
+
+    received: dict[int, float] = {}
+
+    def handle(message) -> None:  # the processing function SingleConsumer calls
+        received[int(message.content.rsplit(" ", 1)[1])] = time.perf_counter()
+
+    assigned = threading.Event()
+
+    class AssignWatch(Consumer):
+        def subscribe(self, topics, on_assign=None, **callbacks):  # type: ignore[override]
+            def on_assigned(consumer, partitions):
+                if on_assign is not None:
+                    on_assign(consumer, partitions)
+                assigned.set()
+
+            return super().subscribe(topics, on_assign=on_assigned, **callbacks)
+
+    consumer = AssignWatch(app_config.consumer_config(args.bootstrap, args.group, None, errors))
+    stop = threading.Event()
+    loop = single_message_consumer.SingleConsumer(
+        consumer, args.topic, handle, stop=stop, errors=errors
+    )
+    thread = threading.Thread(target=loop.run, name="single-consumer", daemon=True)
+    thread.start()
+    try:
+        if not assigned.wait(ASSIGN_TIMEOUT):
+            raise SystemExit("the consumer got no partitions")
+        warm_up_consumer(args.bootstrap, args.topic, received)
+        deadline = time.monotonic() + ASSIGN_TIMEOUT
+        while loop.processed < 1:  # ... and committed
+            if time.monotonic() > deadline:
+                raise SystemExit("the warm-up message was never committed")
+            time.sleep(0.001)
+        warmed = loop.processed
+        latencies = []
+        with profiled(args.profile):
+            for n in range(1, args.messages + 1):
+                sent_at = time.perf_counter()
+                producer.produce(kafka_producer, args.topic, n)
+                deadline = sent_at + PROBE_TIMEOUT
+                # Serve delivery reports while waiting, as producer.py does between messages.
+                while n not in received or tracker.delivered < n or loop.processed < warmed + n:
+                    if time.perf_counter() > deadline:
+                        raise SystemExit(f"probe {n} not delivered/processed in {PROBE_TIMEOUT}s")
+                    kafka_producer.poll(0.0005 if n in received else 0.001)
+                latencies.append(received[n] - sent_at)
+    finally:
+        stop.set()
+        thread.join(30)
+        kafka_producer.flush(10)
+    if tracker.failed or errors.fatal_error:
+        raise SystemExit("a probe failed")
+    return latency_summary(latencies)
+
+
+def warm_up_consumer(bootstrap: str, topic: str, received: dict[int, float]) -> None:
+    """Have the consumer fetch once (as EndToEndLatency positions its consumer before the first
+    probe), with a throwaway producer: the measured producer starts cold, like the Java one."""
+    from message_model import MessageModel
+
+    warm = Producer({"bootstrap.servers": bootstrap})
+    warm.produce(topic, MessageModel("warm-up", "Test message 0").serialize())
+    warm.flush(30)
+    deadline = time.monotonic() + ASSIGN_TIMEOUT
+    while 0 not in received:
+        if time.monotonic() > deadline:
+            raise SystemExit("the warm-up message never arrived")
+        time.sleep(0.005)
+
+
+def main() -> int:
+    args = worker_parser(__doc__.splitlines()[0]).parse_args()
+    if args.case in ("plain", "latency"):  # the scripts' main() set up logging themselves
+        logging.basicConfig(level=logging.WARNING)
+    if args.case == "producer":
+        result = run_producer(args)
+    elif args.case == "batch":
+        result = run_consumer_script("batch_message_consumer", args, "--batch-size", "10")
+    elif args.case == "single":
+        result = run_consumer_script("single_message_consumer", args)
+    elif args.case == "plain":
+        result = run_plain(args)
+    else:
+        result = run_latency(args)
+    emit(**result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
