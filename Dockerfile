@@ -21,7 +21,8 @@ COPY requirements.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
 
 # Only the application modules (an explicit list; tests/, bench/, localcluster/ stay out).
-COPY app_config.py message_model.py producer.py batch_message_consumer.py single_message_consumer.py ./
+COPY app_config.py message_model.py committing_consumer.py producer.py batch_message_consumer.py \
+     single_message_consumer.py ./
 
 USER 10001:10001
 

@@ -223,8 +223,11 @@ def add_common_arguments(parser: ArgumentParser) -> None:
     )
 
 
-def add_consumer_arguments(parser: ArgumentParser) -> None:
-    """Flags both consumers have, for tests and scripting."""
+def add_consumer_arguments(parser: ArgumentParser, group_env: str, default_group: str) -> None:
+    """Flags both consumers have: the group, and options for tests and scripting."""
+    parser.add_env_argument(
+        "--group-id", env=group_env, default=default_group, type=non_empty, help="consumer group"
+    )
     parser.add_argument(
         "--max-messages",
         type=positive_int,

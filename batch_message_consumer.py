@@ -31,17 +31,19 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from threading import Event
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 import app_config
+from committing_consumer import (
+    MIN_BACKOFF,
+    POLL_TIMEOUT,
+    CommittingConsumer,
+    create_consumer,
+    options_from,
+)
 from message_model import MessageModel
-
-POLL_TIMEOUT = 0.5  # longest blocking call, so a shutdown request is noticed quickly
-MIN_BACKOFF = 0.5  # after a failed batch; doubles on each failure in a row
-MAX_BACKOFF = 30.0
 
 
 def process_batch(messages: list[MessageModel], delay: float = 0.0) -> None:
@@ -55,8 +57,8 @@ def process_batch(messages: list[MessageModel], delay: float = 0.0) -> None:
             time.sleep(delay)
 
 
-class BatchConsumer:
-    """Runs the collect -> process -> commit loop on a Consumer it owns (and closes)."""
+class BatchConsumer(CommittingConsumer):
+    """The collect -> process -> commit loop (the life cycle around it: committing_consumer.py)."""
 
     def __init__(
         self,
@@ -66,79 +68,18 @@ class BatchConsumer:
         *,
         batch_size: int = app_config.DEFAULT_BATCH_SIZE,
         batch_window: float = app_config.DEFAULT_BATCH_WINDOW_SECONDS,
-        stop: Event | None = None,
-        max_messages: int | None = None,
-        idle_exit: float | None = None,
-        processed_log: app_config.RecordLog | None = None,
-        errors: app_config.ErrorReporter | None = None,
+        **options: Any,
     ) -> None:
-        self.consumer = consumer
-        self.topic = topic
+        super().__init__(consumer, topic, **options)
         self.handle_batch = handle_batch
         self.batch_size = batch_size
         self.batch_window = batch_window
-        self.stop = stop or Event()
-        self.max_messages = max_messages
-        self.idle_exit = idle_exit
-        self.processed_log = processed_log or app_config.RecordLog(None)
-        self.errors = errors or app_config.ErrorReporter()
         self.batch: list[Message] = []  # collected, not yet processed
-        self.uncommitted: app_config.Offsets = {}  # processed, commit failed: retried
-        self.processed = 0  # records processed and committed (poison records included)
-        self.backoff = MIN_BACKOFF
-        self.last_record_at = time.monotonic()
 
-    # -- the main loop -----------------------------------------------------------------------
-
-    def run(self) -> int:
-        """Consume until stopped; return the exit status (0 = clean stop)."""
-        self.consumer.subscribe(
-            [self.topic], on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_lost
-        )
-        status = 0
-        try:
-            while not self.should_stop():
-                batch = self.collect_batch()
-                if batch:
-                    self.process_and_commit(batch)
-        except KafkaException as exc:
-            logging.error("Stopping after a fatal Kafka error: %s", exc)
-            status = 1
-        finally:
-            if self.errors.fatal_error is not None:
-                status = 1
-            elif self.uncommitted and app_config.commit_offsets(self.consumer, self.uncommitted):
-                logging.error(
-                    "Some processed offsets could not be committed; they will be"
-                    " delivered again to the next owner of their partitions"
-                )
-                status = 1
-            logging.info(
-                "Closing the consumer (leaves the group; up to ~1 min if no broker is reachable)"
-            )
-            self.consumer.close()
-            self.processed_log.close()
-        logging.info("Stopped after processing %d messages", self.processed)
-        return status
-
-    def should_stop(self) -> bool:
-        if self.stop.is_set():
-            logging.info("Shutdown requested")
-            return True
-        if self.errors.fatal_error is not None:
-            return True
-        if self.max_messages is not None and self.processed >= self.max_messages:
-            logging.info("Processed %d messages (--max-messages): exiting", self.processed)
-            return True
-        if self.idle():
-            logging.info("Nothing new for %g s (--idle-exit): exiting", self.idle_exit)
-            return True
-        return False
-
-    def idle(self) -> bool:
-        return (
-            self.idle_exit is not None and time.monotonic() - self.last_record_at >= self.idle_exit
-        )
+    def step(self) -> None:
+        batch = self.collect_batch()
+        if batch:
+            self.process_and_commit(batch)
 
     # -- 1. collect --------------------------------------------------------------------------
 
@@ -187,9 +128,7 @@ class BatchConsumer:
                 len(batch),
                 self.backoff,
             )
-            self.rewind(batch)
-            self.stop.wait(self.backoff)
-            self.backoff = min(self.backoff * 2, MAX_BACKOFF)
+            self.redeliver(batch)
             return
         self.backoff = MIN_BACKOFF
 
@@ -197,10 +136,7 @@ class BatchConsumer:
         for msg, record in decoded:
             self.processed_log.write(msg.partition(), msg.offset(), record and record.message_id)
             offsets[(msg.topic(), msg.partition())] = msg.offset() + 1  # in order per partition
-        app_config.merge_offsets(self.uncommitted, offsets)
-        to_commit = self.uncommitted
-        self.uncommitted = app_config.commit_offsets(self.consumer, to_commit)
-        committed = {tp: o for tp, o in to_commit.items() if tp not in self.uncommitted}
+        committed = self.commit(offsets)
         if committed:
             logging.info(
                 "Committed batch of %d messages: %s",
@@ -209,52 +145,9 @@ class BatchConsumer:
             )
         self.processed += len(batch)
 
-    def rewind(self, batch: list[Message]) -> None:
-        """Seek each partition back to the batch's first offset in it: the batch comes again."""
-        first: dict[tuple[str, int], int] = {}
-        for msg in batch:
-            first.setdefault((msg.topic(), msg.partition()), msg.offset())
-        for (topic, partition), offset in first.items():
-            try:
-                self.consumer.seek(TopicPartition(topic, partition, offset))
-            except KafkaException as exc:  # e.g. the partition is no longer ours
-                logging.warning("Could not rewind %s [%d] to %d: %s", topic, partition, offset, exc)
-
-    # -- rebalances (called inside consume()) ------------------------------------------------
-
-    def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        level = logging.INFO if partitions else logging.DEBUG  # cooperative: may be empty
-        logging.log(level, "Partitions assigned: %s", app_config.format_partitions(partitions))
-
-    def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Give partitions back: everything processed is committed by now (or just now)."""
-        dropped = self.forget(partitions)
-        revoked = {(tp.topic, tp.partition) for tp in partitions}
-        pending = {tp: o for tp, o in self.uncommitted.items() if tp in revoked}
-        if pending:  # an earlier commit failed: last chance while they are still ours
-            app_config.commit_offsets(consumer, pending)
-            for tp in pending:
-                self.uncommitted.pop(tp)
-        logging.info(
-            "Partitions revoked: %s (%d collected, unprocessed messages dropped: the next"
-            " owner reads them, as they are not committed)",
-            app_config.format_partitions(partitions),
-            dropped,
-        )
-
-    def on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Partitions already belong to someone else: committing is no longer possible."""
-        dropped = self.forget(partitions)
-        revoked = {(tp.topic, tp.partition) for tp in partitions}
-        for tp in revoked:
-            self.uncommitted.pop(tp, None)
-        logging.warning(
-            "Partitions lost: %s (%d unprocessed messages dropped; they will be redelivered)",
-            app_config.format_partitions(partitions),
-            dropped,
-        )
-
     def forget(self, partitions: list[TopicPartition]) -> int:
+        """Rebalance callbacks run inside consume(): drop collected messages of partitions
+        that are no longer ours (not committed, so their next owner reads them)."""
         gone = {(tp.topic, tp.partition) for tp in partitions}
         kept = [m for m in self.batch if (m.topic(), m.partition()) not in gone]
         dropped = len(self.batch) - len(kept)
@@ -265,13 +158,7 @@ class BatchConsumer:
 def parse_args(argv: list[str] | None = None) -> Any:
     parser = app_config.ArgumentParser(description=__doc__)
     app_config.add_common_arguments(parser)
-    parser.add_env_argument(
-        "--group-id",
-        env="BATCH_GROUP_ID",
-        default=app_config.DEFAULT_BATCH_GROUP_ID,
-        type=app_config.non_empty,
-        help="consumer group",
-    )
+    app_config.add_consumer_arguments(parser, "BATCH_GROUP_ID", app_config.DEFAULT_BATCH_GROUP_ID)
     parser.add_env_argument(
         "--batch-size",
         env="BATCH_SIZE",
@@ -286,7 +173,6 @@ def parse_args(argv: list[str] | None = None) -> Any:
         type=app_config.positive_float,
         help="seconds to fill a batch, counted from its first message",
     )
-    app_config.add_consumer_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -295,12 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     app_config.setup_logging(args.log_level)
     stop = app_config.install_shutdown_handlers()
     errors = app_config.ErrorReporter()
-    with app_config.exit_on_config_error():
-        consumer = Consumer(
-            app_config.consumer_config(
-                args.bootstrap_servers, args.group_id, args.client_properties, errors
-            )
-        )
+    consumer = create_consumer(args, errors)
     logging.info(
         "Consuming %s at %s as group %s: batches of up to %d messages within %g s",
         args.topic,
@@ -315,11 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         functools.partial(process_batch, delay=args.process_delay),
         batch_size=args.batch_size,
         batch_window=args.batch_window,
-        stop=stop,
-        max_messages=args.max_messages,
-        idle_exit=args.idle_exit,
-        processed_log=app_config.RecordLog(args.processed_log),
-        errors=errors,
+        **options_from(args, stop, errors),
     ).run()
 
 

