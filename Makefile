@@ -41,7 +41,9 @@ test-faults: jars
 	$(PY) -m pytest -m faults
 
 # Brings up its own cluster on other ports, runs every comparison 3 times (about 10 minutes
-# on 2 cores) and rewrites BENCHMARKS.md. BENCH_ARGS passes options, e.g. --quick or --runs 5.
+# on 2 cores), profiles our loops and rewrites BENCHMARKS.md. BENCH_ARGS replaces the options,
+# e.g. `make bench BENCH_ARGS=--quick` or `BENCH_ARGS="--runs 5 --profile"`.
+BENCH_ARGS ?= --profile
 bench: jars $(BENCH_STAMP)
 	$(PY) -m bench.run $(BENCH_ARGS)
 

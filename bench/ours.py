@@ -81,9 +81,12 @@ def run_producer(args) -> dict:
 
 
 def run_consumer_script(module_name: str, args, *extra: str) -> dict:
+    import committing_consumer
+
     module = __import__(module_name)
     watch = Stopwatch()
-    module.Consumer = timed_consumer_class(watch)
+    # The scripts get their Consumer from committing_consumer.create_consumer().
+    committing_consumer.Consumer = timed_consumer_class(watch)
     argv = [
         "--bootstrap-servers", args.bootstrap, "--topic", args.topic,
         "--group-id", args.group, "--max-messages", str(args.messages),
