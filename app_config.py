@@ -582,6 +582,14 @@ def format_offsets(offsets: Offsets) -> str:
 COMMIT_TIMEOUT_SECONDS = 60.0
 EXIT_CLIENT_STUCK = 3
 
+# A commit made while the group rebalances (a replica joins or leaves) is refused with one of
+# these; it is retried once the rebalance is over, so it is routine, not an error.
+_REBALANCE_ERRORS = {
+    KafkaError.ILLEGAL_GENERATION,
+    KafkaError.REBALANCE_IN_PROGRESS,
+    KafkaError.UNKNOWN_MEMBER_ID,
+}
+
 
 class _Worker:
     """One daemon thread that runs calls for a caller who may stop waiting for them.
@@ -655,16 +663,22 @@ def commit_offsets(consumer: Any, offsets: Offsets) -> Offsets:
         error = exc.args[0]
         if isinstance(error, KafkaError) and error.fatal():
             raise
-        logging.error("Commit of %s failed: %s", format_offsets(offsets), exc)
+        _log_commit_failure(format_offsets(offsets), error)
         return dict(offsets)
     failed = {}
     for tp in result or []:
         if tp.error is not None:
             failed[(tp.topic, tp.partition)] = offsets[(tp.topic, tp.partition)]
-            logging.error(
-                "Commit of %s [%d]@%d failed: %s", tp.topic, tp.partition, tp.offset, tp.error
-            )
+            _log_commit_failure(f"{tp.topic} [{tp.partition}]@{tp.offset}", tp.error)
     return failed
+
+
+def _log_commit_failure(what: str, error: Any) -> None:
+    code = error.code() if isinstance(error, KafkaError) else None
+    if code in _REBALANCE_ERRORS:
+        logging.warning("Commit of %s refused during a rebalance (%s); will retry", what, error)
+    else:
+        logging.error("Commit of %s failed: %s", what, error)
 
 
 def merge_offsets(into: Offsets, offsets: Offsets) -> None:
