@@ -109,6 +109,29 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+def start_both_consumers(
+    groups: dict[str, str], idle_exit: float, env: dict, tmp_path: Path
+) -> dict[str, Script]:
+    """The batch and the single consumer, each in its group, exiting after `idle_exit` s idle;
+    each logs to <kind>.log and records what it processed in processed-<kind>.log."""
+    batch_only = {"batch": ["--batch-window", 1], "single": []}
+    return {
+        kind: Script(
+            f"{kind}_message_consumer.py",
+            "--group-id",
+            groups[kind],
+            *batch_only[kind],
+            "--idle-exit",
+            idle_exit,
+            "--processed-log",
+            tmp_path / f"processed-{kind}.log",
+            env=env,
+            log=tmp_path / f"{kind}.log",
+        )
+        for kind in ("batch", "single")
+    }
+
+
 @pytest.fixture
 def admin(bootstrap_servers: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap_servers})
@@ -249,32 +272,7 @@ def test_end_to_end_every_acknowledged_message_is_processed_by_both_groups(
     assert len({message_id for _, _, message_id in delivered}) == 400  # unique ids
 
     groups = {"batch": unique("batch-group"), "single": unique("single-group")}
-    consumers = {
-        "batch": Script(
-            "batch_message_consumer.py",
-            "--group-id",
-            groups["batch"],
-            "--batch-window",
-            1,
-            "--idle-exit",
-            8,
-            "--processed-log",
-            tmp_path / "processed-batch.log",
-            env=env,
-            log=tmp_path / "batch.log",
-        ),
-        "single": Script(
-            "single_message_consumer.py",
-            "--group-id",
-            groups["single"],
-            "--idle-exit",
-            8,
-            "--processed-log",
-            tmp_path / "processed-single.log",
-            env=env,
-            log=tmp_path / "single.log",
-        ),
-    }
+    consumers = start_both_consumers(groups, idle_exit=8, env=env, tmp_path=tmp_path)
     for name, consumer in consumers.items():
         assert consumer.wait(90) == 0, consumer.log()
         processed = set(read_record_log(tmp_path / f"processed-{name}.log"))
@@ -452,32 +450,7 @@ def test_poison_records_are_skipped_and_committed_past(
 
     env = script_env(bootstrap_servers, fresh_topic)
     groups = {"batch": unique("batch-poison"), "single": unique("single-poison")}
-    consumers = {
-        "batch": Script(
-            "batch_message_consumer.py",
-            "--group-id",
-            groups["batch"],
-            "--batch-window",
-            1,
-            "--idle-exit",
-            6,
-            "--processed-log",
-            tmp_path / "processed-batch.log",
-            env=env,
-            log=tmp_path / "batch.log",
-        ),
-        "single": Script(
-            "single_message_consumer.py",
-            "--group-id",
-            groups["single"],
-            "--idle-exit",
-            6,
-            "--processed-log",
-            tmp_path / "processed-single.log",
-            env=env,
-            log=tmp_path / "single.log",
-        ),
-    }
+    consumers = start_both_consumers(groups, idle_exit=6, env=env, tmp_path=tmp_path)
     for name, consumer in consumers.items():
         assert consumer.wait(60) == 0, consumer.log()
         log = consumer.log()

@@ -159,26 +159,31 @@ def received_line(line: str) -> str | None:
     return "*" if " received: " in line else None
 
 
-def record(figures, scenario: str, contents: dict, outcome: dict[str, dict]) -> None:
+def record(
+    figures, scenario: str, outcome: dict[str, dict], *, sent: int, acked: int, in_topic: int
+) -> None:
+    """One figures line for both consumer kinds, with each kind's own figures as extras."""
     b, s = outcome["batch"], outcome["single"]
+    extra = {}
+    for key, label in (
+        ("duplicates", "dup_{}"),
+        ("uncommitted", "uncommitted_{}"),
+        ("stall", "stall_{}_s"),
+    ):
+        if key in b:
+            extra[label.format("batch")] = b[key]
+            extra[label.format("single")] = s[key]
     figures.record(
         Figures(
             scenario,
-            sent=len(contents),
-            acked=len(contents),
-            in_topic=len(contents),
+            sent=sent,
+            acked=acked,
+            in_topic=in_topic,
             processed=b["processed"] + s["processed"],
             lost=b["missing"] + s["missing"],
             duplicates=b["duplicates"] + s["duplicates"],
             longest_stall_s=max(b["stall"], s["stall"]),
-            extra={
-                "dup_batch": b["duplicates"],
-                "dup_single": s["duplicates"],
-                "uncommitted_batch": b["uncommitted"],
-                "uncommitted_single": s["uncommitted"],
-                "stall_batch_s": b["stall"],
-                "stall_single_s": s["stall"],
-            },
+            extra=extra,
         )
     )
 
@@ -201,7 +206,14 @@ def test_consumer_crash_redelivers_only_the_uncommitted(
     contents, outcome = interrupt_and_restart(
         kafka_cluster, apps, tail, fresh_topic, signal.SIGKILL, tmp_path
     )
-    record(figures, "consumer-crash", contents, outcome)
+    record(
+        figures,
+        "consumer-crash",
+        outcome,
+        sent=len(contents),
+        acked=len(contents),
+        in_topic=len(contents),
+    )
 
     check_common(outcome)
     batch, single = outcome["batch"], outcome["single"]
@@ -226,7 +238,14 @@ def test_consumer_sigterm_finishes_and_commits_the_batch(
     contents, outcome = interrupt_and_restart(
         kafka_cluster, apps, tail, fresh_topic, signal.SIGTERM, tmp_path
     )
-    record(figures, "consumer-sigterm", contents, outcome)
+    record(
+        figures,
+        "consumer-sigterm",
+        outcome,
+        sent=len(contents),
+        acked=len(contents),
+        in_topic=len(contents),
+    )
 
     check_common(outcome)
     for kind, o in outcome.items():
@@ -305,24 +324,13 @@ def test_rebalance_join_and_graceful_leave(
             "committed": committed,
             "ends": ends,
         }
-    b, s = outcome["batch"], outcome["single"]
-    figures.record(
-        Figures(
-            "rebalance",
-            sent=producer_summary(producer.log())["sent"],
-            acked=len(acked),
-            in_topic=len(content),
-            processed=b["processed"] + s["processed"],
-            lost=b["missing"] + s["missing"],
-            duplicates=b["duplicates"] + s["duplicates"],
-            longest_stall_s=max(b["stall"], s["stall"]),
-            extra={
-                "dup_batch": b["duplicates"],
-                "dup_single": s["duplicates"],
-                "stall_batch_s": b["stall"],
-                "stall_single_s": s["stall"],
-            },
-        )
+    record(
+        figures,
+        "rebalance",
+        outcome,
+        sent=producer_summary(producer.log())["sent"],
+        acked=len(acked),
+        in_topic=len(content),
     )
 
     assert producer_code == 0, producer.tail()
