@@ -40,7 +40,7 @@ test: lint jars
 test-faults: jars
 	$(PY) -m pytest -m faults
 
-# Brings up its own cluster on other ports, runs every comparison 3 times (about 10 minutes
+# Brings up its own cluster on other ports, runs every comparison 3 times (7 to 11 minutes
 # on 2 cores), profiles our loops and rewrites BENCHMARKS.md. BENCH_ARGS replaces the options,
 # e.g. `make bench BENCH_ARGS=--quick` or `BENCH_ARGS="--runs 5 --profile"`.
 BENCH_ARGS ?= --profile
