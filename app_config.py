@@ -572,14 +572,17 @@ def format_offsets(offsets: Offsets) -> str:
     return ", ".join(parts)
 
 
-# A synchronous commit takes milliseconds, or as long as the group coordinator is away (a
-# broker restart, even a full cluster restart, is well under a minute). Past this bound the
-# client is stuck, not waiting. tests/faults caught librdkafka 2.16 in that state after a
-# full cluster restart, about one run in four: commit() blocked for good (the stack ends in
-# rd_kafka_commit_queue, and the client no longer has a thread for one of the brokers),
-# processing nothing and deaf to SIGTERM. It looks like confluentinc/librdkafka#5511 (a
-# dropped broker kept as group coordinator, never looked up again), open upstream.
-COMMIT_TIMEOUT_SECONDS = 60.0
+# A synchronous commit takes milliseconds, or as long as the group coordinator is away, and
+# librdkafka bounds that wait itself: a commit refused for want of a coordinator is held for up
+# to session.timeout.ms (45 s) and sent once more, and each OffsetCommit request may take
+# socket.timeout.ms (60 s). So a commit that has not answered after 120 s is stuck, not
+# waiting. tests/faults caught librdkafka 2.16 in that state after a full cluster restart:
+# commit() blocked for good (the stack ends in rd_kafka_commit_queue, and the client no longer
+# has a thread for one of the brokers), processing nothing and deaf to SIGTERM. It looks like
+# confluentinc/librdkafka#5511 (a dropped broker kept as group coordinator), open upstream.
+# (This bound was 60 s: on a loaded machine a full cluster restart took 66 s, and consumers
+# that were only waiting for it were ended as stuck.)
+COMMIT_TIMEOUT_SECONDS = 120.0
 EXIT_CLIENT_STUCK = 3
 
 # A commit made while the group rebalances (a replica joins or leaves) is refused with one of

@@ -32,6 +32,31 @@ ADDRESS_PROPERTIES = (
 )
 
 
+# A record of log4j2.xml's pattern "[%d] %p %m (%c)%n" starts with its date; other lines are
+# the rest of a multi-line message: an exception, its "Caused by", its stack frames.
+_RECORD_START = re.compile(r"^\[\d{4}-\d\d-\d\d ")
+_ERROR_RECORD = re.compile(r"^\[[^]]*\] (ERROR|FATAL) ")
+
+
+def error_lines(lines: list[str]) -> list[str]:
+    """ERROR and FATAL records with their exception and "Caused by" lines, stack frames left out.
+
+    (Matching "Exception" anywhere would pick INFO records that merely mention one: a busy
+    broker logs enough of those, NotControllerException while the quorum forms, to crowd out
+    the real cause.)
+    """
+    picked: list[str] = []
+    in_error = False
+    for line in lines:
+        if _RECORD_START.match(line):
+            in_error = bool(_ERROR_RECORD.match(line))
+            if in_error:
+                picked.append(line)
+        elif in_error and line.strip() and not line.lstrip().startswith(("at ", "... ")):
+            picked.append(line)
+    return picked
+
+
 @dataclass
 class Node:
     broker: BrokerService
@@ -86,7 +111,11 @@ class Node:
         return (self.data_dir / "meta.properties").exists()
 
     def log_excerpt(self, offset: int = 0, lines: int = 12) -> str:
-        """The first errors logged since ``offset`` (the cause), then the last lines."""
+        """The last errors logged since ``offset``, then the last lines.
+
+        The last errors, not the first: a node that dies logs its fatal error last, and a
+        busy quorum may log many harmless ERROR records (NotControllerException) before it.
+        """
         try:
             with self.log_file.open("rb") as f:
                 f.seek(offset)
@@ -94,9 +123,8 @@ class Node:
         except FileNotFoundError:
             return "(no log written)"
         all_lines = text.rstrip().splitlines()
-        errors = [line for line in all_lines if re.search(r"\b(ERROR|FATAL)\b|Exception", line)]
         tail = all_lines[-(lines // 2) :]
-        picked = [line for line in errors[: lines // 2] if line not in tail]
+        picked = [line for line in error_lines(all_lines)[-(lines // 2) :] if line not in tail]
         return "\n".join([*picked, *(["..."] if picked else []), *tail])
 
     def log_size(self) -> int:

@@ -78,7 +78,7 @@ class KafkaCluster:
 
 
 @pytest.fixture(scope="session")
-def kafka_cluster() -> Iterator[KafkaCluster]:
+def kafka_cluster(request: pytest.FixtureRequest) -> Iterator[KafkaCluster]:
     local = LocalCluster(say=lambda message: print(f"localcluster: {message}", file=sys.stderr))
     reuse = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if reuse:
@@ -88,7 +88,10 @@ def kafka_cluster() -> Iterator[KafkaCluster]:
     local.up()
     yield KafkaCluster(local, local.bootstrap)
     if not already_running:  # a cluster a developer started stays up
-        local.down(wipe=True)
+        failed = request.session.testsfailed > 0
+        local.down(wipe=not failed)
+        if failed:
+            local.say(f"tests failed: the brokers' logs are kept in {local.home}")
 
 
 @pytest.fixture(scope="session")

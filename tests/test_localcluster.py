@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, KafkaError, Producer
 
 from localcluster import admin
 from localcluster.cluster import LocalCluster
-from localcluster.nodes import port_in_use
+from localcluster.nodes import error_lines, port_in_use
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,11 +157,34 @@ def test_broker_dying_on_start_is_reported_with_its_log(kafka_cluster, tmp_path)
     try:
         result = run_cli("up", "--timeout", "60", env=env)
         assert result.returncode == 1
-        assert "kafka-1 exited during start-up" in result.stderr, result.stderr
+        # Started once more, as the restart policy would; a wrong setting fails again.
+        assert "kafka-1 exited during start-up, twice" in result.stderr, result.stderr
         assert "no.such.Reporter" in result.stderr, "the log tail should show the cause"
         assert "Traceback" not in result.stderr
     finally:
         run_cli("down", "--wipe", "--timeout", "5", env=env)
+
+
+def test_error_excerpt_is_the_error_records_not_info_lines_naming_an_exception():
+    """What the CI saw under load: INFO records that mention an exception came first and
+    crowded the cause out of the excerpt."""
+    log = [
+        "[2026-11-24 00:57:08,401] INFO [QuorumController id=1] registerBroker: event failed"
+        " with NotControllerException in 423 microseconds. (org.apache.kafka.controller)",
+        "[2026-11-24 00:57:08,500] WARN [RaftManager id=1] Connection to node 2 could not be"
+        " established. (org.apache.kafka.clients.NetworkClient)",
+        "\tmetric.reporters = [no.such.Reporter]",
+        "[2026-11-24 00:57:08,983] ERROR [BrokerServer id=1] Fatal error during broker startup."
+        " Prepare to shutdown (kafka.server.BrokerServer)",
+        "org.apache.kafka.common.KafkaException: Class no.such.Reporter cannot be found",
+        "\tat org.apache.kafka.common.utils.Utils.newInstance(Utils.java:396)",
+        "Caused by: java.lang.ClassNotFoundException: no.such.Reporter",
+        "\t... 20 more",
+        "",
+        "[2026-11-24 00:57:09,010] INFO [SocketServer nodeId=1] Stopping (kafka.network)",
+        "[2026-11-24 00:57:09,024] FATAL Encountered fatal fault (org.apache.kafka.server)",
+    ]
+    assert error_lines(log) == [log[3], log[4], log[6], log[10]]
 
 
 def test_missing_java_is_one_clear_line(tmp_path):

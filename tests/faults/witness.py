@@ -56,6 +56,7 @@ class App:
 
     def __init__(self, script: str, name: str, args: Iterable[object], env: dict, dir: Path):
         self.name = name
+        self.started_at = time.monotonic()
         self.log_path = dir / f"{name}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in close())
         self.process = subprocess.Popen(
