@@ -24,9 +24,10 @@ from localcluster.cluster import LocalCluster
 class KafkaCluster:
     """What tests need of the cluster: its address, and a way to crash and revive brokers."""
 
-    def __init__(self, local: LocalCluster, bootstrap: str) -> None:
+    def __init__(self, local: LocalCluster, bootstrap: str, managed: bool = True) -> None:
         self.local = local
         self.bootstrap = bootstrap
+        self.managed = managed  # started by localcluster; False: KAFKA_BOOTSTRAP_SERVERS's
         self.admin = admin.admin_client(bootstrap)
 
     def kill(self, node_id: int) -> None:
@@ -82,7 +83,7 @@ def kafka_cluster(request: pytest.FixtureRequest) -> Iterator[KafkaCluster]:
     local = LocalCluster(say=lambda message: print(f"localcluster: {message}", file=sys.stderr))
     reuse = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if reuse:
-        yield KafkaCluster(local, reuse)
+        yield KafkaCluster(local, reuse, managed=False)
         return
     already_running = all(node.alive() for node in local.nodes)
     local.up()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -140,20 +141,56 @@ def test_up_refuses_ports_already_in_use(kafka_cluster, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_broker_dying_on_start_is_reported_with_its_log(kafka_cluster, tmp_path):
+def second_cluster(tmp_path: Path, kafka_1_settings: dict[str, str] | None = None) -> dict:
+    """The environment of a second local cluster on ports 29094-29096, so that it does not
+    clash with the session's; `kafka_1_settings` are extra env vars of its kafka-1."""
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     for n, service in enumerate(["kafka-0", "kafka-1", "kafka-2"]):
         env = compose["services"][service]["environment"]
-        port = 29094 + n  # free ports: this cluster must not clash with the running ones
+        port = 29094 + n
         env["KAFKA_LISTENERS"] = env["KAFKA_LISTENERS"].replace(f":{9094 + n}", f":{port}")
         env["KAFKA_ADVERTISED_LISTENERS"] = env["KAFKA_ADVERTISED_LISTENERS"].replace(
             f":{9094 + n}", f":{port}"
         )
+    compose["services"]["kafka-1"]["environment"].update(kafka_1_settings or {})
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(yaml.safe_dump(compose))
+    return {"LOCALCLUSTER_COMPOSE_FILE": str(path), "LOCALCLUSTER_HOME": str(tmp_path / "home")}
+
+
+def test_broker_dying_on_start_is_started_once_more(kafka_cluster, tmp_path, monkeypatch):
+    env = second_cluster(tmp_path)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    kafka_1 = LocalCluster(say=lambda _: None).node(1)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "localcluster", "up", "--timeout", "90"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # The broker's own log begins (storage formatting, same marker, does not write it).
+        deadline = time.monotonic() + 60
+        while kafka_1.log_size() == 0 and up.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pid = kafka_1.pid()
+        assert pid is not None, "kafka-1 was never started"
+        os.kill(pid, signal.SIGKILL)  # a crash during start-up
+        _, stderr = up.communicate(timeout=150)
+        assert up.returncode == 0, stderr
+        assert "kafka-1 exited during start-up" in stderr, stderr
+        assert "starting it again" in stderr, stderr
+        assert kafka_1.alive()
+    finally:
+        up.kill()
+        run_cli("down", "--wipe", "--timeout", "5", env=env)
+
+
+def test_broker_dying_on_start_is_reported_with_its_log(kafka_cluster, tmp_path):
     # Passes `format`, fails when the broker loads it.
-    compose["services"]["kafka-1"]["environment"]["KAFKA_METRIC_REPORTERS"] = "no.such.Reporter"
-    broken = tmp_path / "docker-compose.yml"
-    broken.write_text(yaml.safe_dump(compose))
-    env = {"LOCALCLUSTER_COMPOSE_FILE": str(broken), "LOCALCLUSTER_HOME": str(tmp_path / "home")}
+    env = second_cluster(tmp_path, {"KAFKA_METRIC_REPORTERS": "no.such.Reporter"})
     try:
         result = run_cli("up", "--timeout", "60", env=env)
         assert result.returncode == 1

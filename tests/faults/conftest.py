@@ -53,6 +53,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
+@pytest.fixture(autouse=True)
+def whole_cluster(request: pytest.FixtureRequest) -> None:
+    """Each scenario that uses the cluster starts with all three brokers up, whatever the one
+    before it left (one failure must not fail the scenarios after it)."""
+    if "kafka_cluster" not in request.fixturenames:
+        return
+    cluster = request.getfixturevalue("kafka_cluster")
+    if cluster.managed:
+        cluster.start_missing()
+
+
 @pytest.fixture
 def apps(tmp_path: Path, bootstrap_servers: str) -> Iterator[Apps]:
     """Starts the scripts; every one still running when the test ends is killed."""
