@@ -202,8 +202,9 @@ class LocalCluster:
         `restart: unless-stopped` would; if it exits again, its log says why.
 
         (On a loaded 2-core machine, a broker once exited about a minute into a full cluster
-        restart, as Kafka's initial.broker.registration.timeout.ms, 60 s, ran out while the
-        quorum was still electing. A wrong setting fails both times.)
+        restart, its log full of NotControllerException while the quorum settled; Kafka gives
+        a broker initial.broker.registration.timeout.ms, 60 s, to register. A wrong setting
+        fails both times.)
         """
         for node in nodes:
             if node.alive():

@@ -47,8 +47,19 @@ class KafkaCluster:
         finally:
             self.start_missing()
 
-    def partitions(self, topic: str) -> list[admin.PartitionState]:
-        return admin.topic_partitions(self.admin, topic)
+    def partitions(self, topic: str, timeout: float = 10) -> list[admin.PartitionState]:
+        """The topic's partitions. A new topic reaches the brokers' metadata one by one: one
+        broker may answer "unknown topic" after another showed it with a full ISR (seen in
+        a full test run), so that answer is retried for up to `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return admin.topic_partitions(self.admin, topic)
+            except KafkaException as exc:
+                unknown = exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+                if not unknown or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)
 
     def leader_of(self, topic: str, partition: int) -> int | None:
         return next(p.leader for p in self.partitions(topic) if p.partition == partition)
