@@ -6,7 +6,8 @@ partitioner spreads messages over the partitions. Every send ends in a delivery 
 
 Guarantees:
 
-- no duplicates and no reordering from retries (``enable.idempotence``, which implies acks=all);
+- no duplicates and no reordering from retries (``enable.idempotence``, which implies acks=all;
+  a whole-cluster outage can still leave an unacknowledged message twice, see README.md);
 - a message refused by a full local queue (BufferError) is retried, never dropped;
 - SIGTERM/SIGINT stop sending, then wait up to --flush-timeout seconds for outstanding
   messages; the exit status is 0 only if every message sent was acknowledged.
