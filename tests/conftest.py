@@ -70,8 +70,14 @@ class KafkaCluster:
             try:
                 parts = self.partitions(topic)
             except KafkaException as exc:
-                # Right after CreateTopics, brokers may not know the topic yet.
-                if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                # Right after CreateTopics, brokers may not know the topic yet; right after a
+                # restart, the broker asked may not answer in time.
+                transient = (
+                    KafkaError.UNKNOWN_TOPIC_OR_PART,
+                    KafkaError._TIMED_OUT,
+                    KafkaError._TRANSPORT,
+                )
+                if exc.args[0].code() not in transient:
                     raise
                 parts = []
             if parts and all(p.healthy for p in parts):

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaException
 
 import app_config
 
@@ -62,7 +63,10 @@ def test_broker_hard_kill_loses_and_duplicates_nothing(
             kafka_cluster.kill(victim)
 
             def moved(victim: int = victim) -> bool:
-                return not leaders(kafka_cluster, topic) & {None, victim}
+                try:
+                    return not leaders(kafka_cluster, topic, timeout=3) & {None, victim}
+                except KafkaException:  # a full run saw the request time out: ask again
+                    return False
 
             try:
                 failover = wait_until(moved, 30, f"new leaders for broker {victim}'s partitions")
@@ -352,11 +356,11 @@ def repeated_first_processed(lines: list[tuple[float, str]]) -> list[float]:
     return repeated
 
 
-def leaders(kafka_cluster, topic: str) -> set[int | None]:
+def leaders(kafka_cluster, topic: str, timeout: float = 10) -> set[int | None]:
     """The brokers leading a partition of the topic (None: a partition without a leader).
 
     Asked with a Metadata request, which any broker answers: the admin client's
     describe_topics() waits for "the controller", which may be the broker just killed.
     """
-    metadata = kafka_cluster.admin.list_topics(topic, timeout=10).topics[topic]
+    metadata = kafka_cluster.admin.list_topics(topic, timeout=timeout).topics[topic]
     return {p.leader if p.leader >= 0 else None for p in metadata.partitions.values()}
