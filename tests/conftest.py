@@ -68,7 +68,7 @@ class KafkaCluster:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                parts = self.partitions(topic)
+                parts = self.partitions(topic, timeout=0)  # this loop retries, to its deadline
             except KafkaException as exc:
                 # Right after CreateTopics, brokers may not know the topic yet; right after a
                 # restart, the broker asked may not answer in time.

@@ -80,13 +80,21 @@ def committed_to_end(kafka_cluster, group: str, topic: str) -> tuple[dict, dict]
 
 
 def interrupt_and_restart(
-    kafka_cluster, apps: Apps, tail: Tail, topic: str, sig: signal.Signals, tmp_path: Path
-) -> tuple[dict[str, str], dict[str, dict]]:
+    kafka_cluster,
+    apps: Apps,
+    tail: Tail,
+    topic: str,
+    sig: signal.Signals,
+    tmp_path: Path,
+    figures,
+    scenario: str,
+) -> dict[str, dict]:
     """Both consumers (own groups) get `sig` in the middle of their work, then restart.
 
     The batch consumer is interrupted with 3 to 7 messages of a batch processed, after at
     least 2 committed batches; the single consumer right after a message was logged, i.e.
-    during its processing. Returns the contents and, per kind, what happened.
+    during its processing. Records the scenario's figures and returns, per kind, what
+    happened.
     """
     contents = produce(apps, topic, MESSAGES, tmp_path)
     groups = {kind: unique(kind) for kind in KINDS}
@@ -152,7 +160,9 @@ def interrupt_and_restart(
             "ends": ends,
             "logs": (first_logs[kind], second[kind].log()),
         }
-    return contents, outcome
+    every = len(contents)  # produced, acknowledged and read back by kcat in produce()
+    record(figures, scenario, outcome, sent=every, acked=every, in_topic=every)
+    return outcome
 
 
 def received_line(line: str) -> str | None:
@@ -203,16 +213,8 @@ def test_consumer_crash_redelivers_only_the_uncommitted(
 ) -> None:
     """SIGKILL mid-batch / mid-message, restart: every message processed at least once; the
     duplicates are exactly the crashed, uncommitted batch (<= batch size), <= 1 for single."""
-    contents, outcome = interrupt_and_restart(
-        kafka_cluster, apps, tail, fresh_topic, signal.SIGKILL, tmp_path
-    )
-    record(
-        figures,
-        "consumer-crash",
-        outcome,
-        sent=len(contents),
-        acked=len(contents),
-        in_topic=len(contents),
+    outcome = interrupt_and_restart(
+        kafka_cluster, apps, tail, fresh_topic, signal.SIGKILL, tmp_path, figures, "consumer-crash"
     )
 
     check_common(outcome)
@@ -235,16 +237,15 @@ def test_consumer_sigterm_finishes_and_commits_the_batch(
 ) -> None:
     """SIGTERM mid-batch / mid-message: the batch (message) is finished and committed, the
     consumer exits 0, and the restarted one processes nothing twice."""
-    contents, outcome = interrupt_and_restart(
-        kafka_cluster, apps, tail, fresh_topic, signal.SIGTERM, tmp_path
-    )
-    record(
+    outcome = interrupt_and_restart(
+        kafka_cluster,
+        apps,
+        tail,
+        fresh_topic,
+        signal.SIGTERM,
+        tmp_path,
         figures,
         "consumer-sigterm",
-        outcome,
-        sent=len(contents),
-        acked=len(contents),
-        in_topic=len(contents),
     )
 
     check_common(outcome)
