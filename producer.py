@@ -89,8 +89,18 @@ class DeliveryTracker:
     def __init__(self, quiet: bool, delivered_log: app_config.RecordLog) -> None:
         self.quiet = quiet
         self.delivered_log = delivered_log
+        self.sent = 0  # queued by produce(); each one gets exactly one report
         self.delivered = 0
         self.failed = 0
+
+    @property
+    def outstanding(self) -> int:
+        """Sent messages whose report has not come yet: queued, in flight, or not served.
+
+        Counted here rather than with len(producer): that also counts pending callbacks and
+        events (a report waiting to be served, an error_cb), so it can exceed the messages.
+        """
+        return self.sent - self.delivered - self.failed
 
     def __call__(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -185,7 +195,6 @@ def main(argv: list[str] | None = None) -> int:
         f"one message every {args.interval:g} s" if args.interval else "as fast as possible",
         f", until {args.count} are acknowledged" if args.count else "",
     )
-    sent = 0
     kafka_error = None  # a KafkaException that stopped us (fatal or e.g. unknown topic)
     started = time.monotonic()
     next_progress = started + args.progress_interval
@@ -194,18 +203,18 @@ def main(argv: list[str] | None = None) -> int:
             if args.count is not None:
                 if tracker.delivered >= args.count:
                     break
-                if sent - tracker.failed >= args.count:
+                if tracker.sent - tracker.failed >= args.count:
                     producer.poll(0.1)  # enough in flight: wait for their reports
                     continue
-            if not produce(producer, args.topic, sent + 1, stop):
+            if not produce(producer, args.topic, tracker.sent + 1, stop):
                 break  # shutdown requested while the queue was full: that one was not sent
-            sent += 1
+            tracker.sent += 1
             if args.interval > 0:
                 wait_serving_reports(producer, args.interval, stop)
             else:
                 producer.poll(0)  # serve delivery reports without waiting
             if args.quiet and time.monotonic() >= next_progress:
-                log_progress(tracker, producer, started)
+                log_progress(tracker, started)
                 next_progress += args.progress_interval
     except KafkaException as exc:
         kafka_error = exc.args[0]
@@ -217,22 +226,22 @@ def main(argv: list[str] | None = None) -> int:
             "Stopping (%s): waiting up to %.0f s for %d outstanding message(s)",
             "shutdown requested" if stop.is_set() else "done" if not kafka_error else "error",
             args.flush_timeout,
-            len(producer),
+            tracker.outstanding,
         )
         try:
             producer.flush(args.flush_timeout)
         except KafkaException as exc:
             fatal = kafka_error = exc.args[0]
             logging.error("Flush stopped by a Kafka error: %s", exc)
-    undelivered = len(producer)  # still queued or in flight: not acknowledged
+    undelivered = tracker.outstanding  # still queued or in flight: not acknowledged
     delivered_log.close()
     if args.quiet:
-        log_progress(tracker, producer, started)
+        log_progress(tracker, started)
     lost = undelivered + tracker.failed
     logging.log(
         logging.ERROR if lost else logging.INFO,
         "Sent %d, delivered %d, failed %d, not delivered (still queued) %d",
-        sent,
+        tracker.sent,
         tracker.delivered,
         tracker.failed,
         undelivered,
@@ -252,14 +261,14 @@ def wait_serving_reports(producer: Producer, seconds: float, stop: Any) -> None:
         producer.poll(min(remaining, 0.5))  # returns early when a report was served
 
 
-def log_progress(tracker: DeliveryTracker, producer: Producer, started: float) -> None:
+def log_progress(tracker: DeliveryTracker, started: float) -> None:
     elapsed = max(time.monotonic() - started, 1e-9)
     logging.info(
         "Progress: %d delivered (%.0f msg/s), %d failed, %d in flight",
         tracker.delivered,
         tracker.delivered / elapsed,
         tracker.failed,
-        len(producer),
+        tracker.outstanding,
     )
 
 
