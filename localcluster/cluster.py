@@ -64,7 +64,6 @@ class LocalCluster:
         self.say = say
         self._started = time.monotonic()
         self._restarted: set[str] = set()  # nodes started again during this `up`
-        self._start_again: Callable[[Node], None] = lambda node: None
 
     # --- addresses ---------------------------------------------------------------------------
 
@@ -133,7 +132,6 @@ class LocalCluster:
         self._format(java, lib, [n for n in stopped if not n.formatted()])
 
         offsets = {}
-        self._start_again = lambda node: node.start(java, lib)
         self._restarted = set()
         for node in stopped:
             offsets[node.name] = node.log_size()
@@ -218,7 +216,7 @@ class LocalCluster:
             self._progress(f"{node.name} exited during start-up ({last_error}); starting it again")
             self._restarted.add(node.name)
             offsets[node.name] = node.log_size()
-            self._start_again(node)
+            node.start_again()
 
     def _timeout(self, what: str, nodes: list[Node]) -> ClusterError:
         tails = "\n".join(f"--- {n.name} ({n.log_file}):\n{n.log_excerpt(lines=8)}" for n in nodes)

@@ -63,6 +63,8 @@ class Node:
     home: Path
     # Set when this process started the JVM: between fork and exec its command line has no marker.
     process: subprocess.Popen | None = field(default=None, repr=False)
+    # The command of the last start() from this process, for start_again().
+    command: list[str] = field(default_factory=list, repr=False)
 
     @property
     def name(self) -> str:
@@ -164,10 +166,14 @@ class Node:
         ]
 
     def start(self, java: str, lib: Path) -> None:
-        command = self.jvm_command(java, lib, "kafka.Kafka", str(self.properties_file))
+        self.command = self.jvm_command(java, lib, "kafka.Kafka", str(self.properties_file))
+        self.start_again()
+
+    def start_again(self) -> None:
+        """Runs the command of the last start() once more (a restart after a crash)."""
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
-                command,
+                self.command,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
