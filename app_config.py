@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import math
 import os
@@ -378,7 +379,7 @@ def consumer_config(
     bootstrap_servers: str,
     group_id: str,
     client_properties: Mapping[str, str] | None = None,
-    error_cb: Callable[[KafkaError], None] | None = None,
+    errors: ErrorReporter | None = None,
 ) -> dict[str, Any]:
     """Config for an at-least-once consumer that commits explicit offsets after processing."""
     tunables: dict[str, Any] = {
@@ -393,8 +394,8 @@ def consumer_config(
         # third of its speed (bench/, "Plain consumption"). Retrying after 20 ms costs nothing.
         "fetch.queue.backoff.ms": 20,
     }
-    if error_cb is not None:
-        tunables["error_cb"] = error_cb
+    if errors is not None:
+        tunables.update(errors.callbacks())
     return client_config(
         bootstrap_servers,
         client_properties,
@@ -411,6 +412,12 @@ class _DropConnectFailures(logging.Filter):
         return not (isinstance(record.args, tuple) and record.args[:1] == ("FAIL",))
 
 
+# How often each client reports statistics to ErrorReporter.on_stats, and for how long they
+# may list no broker before the client counts as stranded. Stats cost one small JSON document
+# per interval; the wait lets librdkafka recover first, should a later version do so.
+STATS_INTERVAL_MS = 5000
+STRANDED_AFTER_SECONDS = 15.0
+
 # librdkafka's own log lines (e.g. "WARNING:librdkafka:GETPID [rdkafka#producer-1] ...") go
 # through Python logging instead of straight to stderr, so they share our format and level.
 LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
@@ -418,12 +425,14 @@ LIBRDKAFKA_LOGGER.addFilter(_DropConnectFailures())
 
 
 class ErrorReporter:
-    """``error_cb`` for any client: logs client-level errors and remembers a fatal one.
+    """``error_cb`` and ``stats_cb`` for any client: logs client-level errors, remembers a
+    fatal one, and notices a client stranded with no broker to talk to.
 
     While brokers are unreachable librdkafka reports transport errors here and keeps
     reconnecting by itself; they are logged as warnings, not treated as a crash. A fatal error
     (e.g. the idempotent producer's state can no longer be trusted) makes the client
-    unusable: the script checks ``fatal_error`` and stops.
+    unusable, and so does being stranded (see :meth:`on_stats`): the script checks
+    :attr:`broken` and stops.
     """
 
     RETRIABLE = (
@@ -437,8 +446,23 @@ class ErrorReporter:
 
     def __init__(self) -> None:
         self.fatal_error: KafkaError | None = None
+        self.stranded = False  # the client knows no broker any more: it will never reconnect
+        self._no_broker_since: dict[str, float] = {}  # client name -> first stats without one
         self._last_logged: dict[int, float] = {}  # error code -> when last logged
         self._suppressed: dict[int, int] = {}  # error code -> repeats not logged since
+
+    @property
+    def broken(self) -> bool:
+        """The client can do nothing more: the script must stop (and a restart recovers)."""
+        return self.fatal_error is not None or self.stranded
+
+    def callbacks(self) -> dict[str, Any]:
+        """The client config entries that report to this object."""
+        return {
+            "error_cb": self,
+            "stats_cb": self.on_stats,
+            "statistics.interval.ms": STATS_INTERVAL_MS,
+        }
 
     def __call__(self, error: KafkaError) -> None:
         if error.fatal():
@@ -448,6 +472,35 @@ class ErrorReporter:
             self._warn_rate_limited(error)
         else:
             logging.error("Kafka error: %s", error.str())
+
+    def on_stats(self, stats_json: str) -> None:
+        """Mark the client stranded once its statistics have listed no broker for a while.
+
+        librdkafka (2.10 and later) forgets every broker a Metadata response leaves out. While
+        a whole cluster shuts down, its last broker may answer with no broker at all; the client
+        then knows none, has nowhere to send a request, and never re-bootstraps, so it waits
+        forever even after the cluster is back (confluentinc/librdkafka#5301, open). Its
+        statistics show that state: no broker left but the internal and logical ones.
+        """
+        stats = json.loads(stats_json)
+        brokers = stats.get("brokers")
+        if brokers is None:
+            return
+        name, now = stats.get("name", ""), time.monotonic()
+        if any(b.get("source") in ("configured", "learned") for b in brokers.values()):
+            self._no_broker_since.pop(name, None)
+            return
+        since = self._no_broker_since.setdefault(name, now)
+        if now - since >= STRANDED_AFTER_SECONDS and not self.stranded:
+            self.stranded = True
+            logging.critical(
+                "The Kafka client has known no broker for %.0f s: the last metadata it got"
+                " listed none, and librdkafka does not recover from that by itself"
+                " (confluentinc/librdkafka#5301). Stopping with exit status %d so that a"
+                " restart reconnects",
+                now - since,
+                EXIT_CLIENT_STUCK,
+            )
 
     def _warn_rate_limited(self, error: KafkaError) -> None:
         # librdkafka reconnects by itself, and reports every failed attempt (several a second
@@ -577,12 +630,10 @@ def format_offsets(offsets: Offsets) -> str:
 # but not always: in a test whose whole cluster was away for 122 s on a loaded machine, commits
 # were still unanswered at 120 s. Past this bound the consumer exits with EXIT_CLIENT_STUCK so
 # that a restart (restart: unless-stopped) recovers; the price is its uncommitted work being
-# processed again, never a loss. The bound is there for worse: tests/faults caught librdkafka
-# 2.16 blocked in commit() for good after a full cluster restart (the stack ends in
-# rd_kafka_commit_queue, and the client no longer has a thread for one of the brokers),
-# processing nothing and deaf to SIGTERM. It looks like confluentinc/librdkafka#5511 (a
-# dropped broker kept as group coordinator), open upstream. (The bound was 60 s until loaded
-# runs, whose full restart took longer, ended consumers that were only waiting.)
+# processed again, never a loss. The bound is there for worse: a client stranded with no broker
+# (ErrorReporter.on_stats) while a commit waits never answers it, and the statistics that tell
+# us so are not served until commit() returns. (The bound was 60 s until loaded runs, whose
+# full restart took longer, ended consumers that were only waiting.)
 COMMIT_TIMEOUT_SECONDS = 120.0
 EXIT_CLIENT_STUCK = 3
 

@@ -94,7 +94,7 @@ class BatchConsumer(CommittingConsumer):
         self.batch = []
         deadline = None
         while len(self.batch) < limit:
-            if self.stop.is_set() or self.errors.fatal_error is not None or self.idle():
+            if self.stop.is_set() or self.errors.broken or self.idle():
                 break
             if not self.batch:
                 deadline = None  # (a revocation may have emptied the batch)

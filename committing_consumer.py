@@ -5,7 +5,9 @@ before one commit (a batch, or one message). The rest is the same and lives here
 
 - subscribe with rebalance callbacks: on revocation, retry a failed commit while the
   partitions are still ours; on loss, forget it (their next owner gets the messages again);
-- when to stop: SIGTERM/SIGINT, a fatal client error, ``--max-messages``, ``--idle-exit``;
+- when to stop: SIGTERM/SIGINT, a fatal client error, a client stranded with no broker
+  (exit status 3, for a restart: see app_config.ErrorReporter), ``--max-messages``,
+  ``--idle-exit``;
 - commits of explicit offsets, a failed one kept and merged into the next;
 - after a processing failure, seek back so that the same messages come again, with a backoff;
 - on the way out: close(), which revokes every partition (so on_revoke commits what a failed
@@ -108,7 +110,12 @@ class CommittingConsumer:
             logging.error("Stopping after a fatal Kafka error: %s", exc)
             status = 1
         finally:
-            if self.errors.fatal_error is not None:
+            self.not_committed = {}
+            if self.errors.stranded:
+                # No broker to commit to: what a failed commit left is not tried in on_revoke.
+                status = app_config.EXIT_CLIENT_STUCK
+                self.not_committed, self.uncommitted = self.uncommitted, {}
+            elif self.errors.fatal_error is not None:
                 status = 1
             # No commit of our own here: close() revokes every partition, and on_revoke commits
             # what a failed commit left, inside the rebalance protocol where librdkafka expects
@@ -118,16 +125,15 @@ class CommittingConsumer:
                 "Closing the consumer (commits what is left and leaves the group; up to ~1 min"
                 " if no broker is reachable)"
             )
-            self.not_committed = {}
             self.consumer.close()
             self.processed_log.close()
-            if self.not_committed and status == 0:
+            if self.not_committed:
                 logging.error(
                     "Processed offsets not committed (%s): they will be delivered again to the"
                     " next owner of their partitions",
                     app_config.format_offsets(self.not_committed),
                 )
-                status = 1
+                status = status or 1
         logging.info("Stopped after processing %d messages", self.processed)
         return status
 
@@ -135,7 +141,7 @@ class CommittingConsumer:
         if self.stop.is_set():
             logging.info("Shutdown requested")
             return True
-        if self.errors.fatal_error is not None:
+        if self.errors.broken:  # a fatal error, or stranded: both logged already
             return True
         if self.max_messages is not None and self.processed >= self.max_messages:
             logging.info("Processed %d messages (--max-messages): exiting", self.processed)

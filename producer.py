@@ -10,7 +10,9 @@ Guarantees:
   a whole-cluster outage can still leave an unacknowledged message twice, see README.md);
 - a message refused by a full local queue (BufferError) is retried, never dropped;
 - SIGTERM/SIGINT stop sending, then wait up to --flush-timeout seconds for outstanding
-  messages; the exit status is 0 only if every message sent was acknowledged.
+  messages; the exit status is 0 only if every message sent was acknowledged;
+- a client left with no broker to talk to after a whole-cluster outage (a librdkafka bug,
+  see app_config.ErrorReporter) stops the producer with exit status 3, for a restart.
 
 Examples::
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -147,7 +150,7 @@ def producer_config(args: Any, tracker: DeliveryTracker, errors: app_config.Erro
             # Brokers store the batch as is and consumers decompress transparently.
             "compression.type": "lz4",
             "message.timeout.ms": MESSAGE_TIMEOUT_MS,
-            "error_cb": errors,
+            **errors.callbacks(),
             "on_delivery": tracker,
         },
         # Idempotence implies acks=all, max.in.flight <= 5 and unlimited retries (within
@@ -156,12 +159,14 @@ def producer_config(args: Any, tracker: DeliveryTracker, errors: app_config.Erro
     )
 
 
-def produce(producer: Producer, topic: str, n: int, stop: Any = None) -> bool:
+def produce(
+    producer: Producer, topic: str, n: int, give_up: Callable[[], bool] = lambda: False
+) -> bool:
     """Queue message n; on a full local queue, serve delivery reports and try again.
 
-    Returns False, with the message not queued, if `stop` (an Event) is set meanwhile: with
-    the brokers down the queue stays full until messages time out (minutes), and SIGTERM
-    must not wait for that.
+    Returns False, with the message not queued, if `give_up()` becomes true meanwhile (say,
+    SIGTERM): with the brokers down the queue stays full until messages time out (minutes),
+    and a shutdown must not wait for that.
     """
     message = MessageModel(message_id=new_message_id(), content=f"Test message {n}")
     payload = message.serialize()
@@ -171,7 +176,7 @@ def produce(producer: Producer, topic: str, n: int, stop: Any = None) -> bool:
             producer.produce(topic, payload, key)  # value, key: positional is cheaper
             return True
         except BufferError:
-            if stop is not None and stop.is_set():
+            if give_up():
                 return False
             # Not queued: the local queue is full (brokers slow or down). Let librdkafka
             # deliver some messages, then retry the same one.
@@ -195,19 +200,23 @@ def main(argv: list[str] | None = None) -> int:
         f"one message every {args.interval:g} s" if args.interval else "as fast as possible",
         f", until {args.count} are acknowledged" if args.count else "",
     )
+
+    def give_up() -> bool:
+        return stop.is_set() or errors.broken
+
     kafka_error = None  # a KafkaException that stopped us (fatal or e.g. unknown topic)
     started = time.monotonic()
     next_progress = started + args.progress_interval
     try:
-        while not stop.is_set() and errors.fatal_error is None:
+        while not give_up():
             if args.count is not None:
                 if tracker.delivered >= args.count:
                     break
                 if tracker.sent - tracker.failed >= args.count:
                     producer.poll(0.1)  # enough in flight: wait for their reports
                     continue
-            if not produce(producer, args.topic, tracker.sent + 1, stop):
-                break  # shutdown requested while the queue was full: that one was not sent
+            if not produce(producer, args.topic, tracker.sent + 1, give_up):
+                break  # told to stop while the queue was full: that one was not sent
             tracker.sent += 1
             if args.interval > 0:
                 wait_serving_reports(producer, args.interval, stop)
@@ -221,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.error("Stopped sending because of a Kafka error: %s", exc)
 
     fatal = errors.fatal_error or (kafka_error if kafka_error and kafka_error.fatal() else None)
-    if fatal is None:  # after a fatal error the producer can deliver nothing more
+    if fatal is None and not errors.stranded:  # else the producer can deliver nothing more
         logging.info(
             "Stopping (%s): waiting up to %.0f s for %d outstanding message(s)",
             "shutdown requested" if stop.is_set() else "done" if not kafka_error else "error",
@@ -248,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if fatal is not None:
         logging.error("Exiting after a fatal Kafka error: %s", fatal)
+    if errors.stranded:
+        return app_config.EXIT_CLIENT_STUCK  # a restart reconnects (restart: unless-stopped)
     return 1 if lost or kafka_error or fatal else 0
 
 

@@ -1,20 +1,26 @@
-"""A wedged client: a commit that never returns must end the consumer, not freeze it.
+"""A wedged client must end its script (exit status 3, for a restart), not freeze it.
 
-librdkafka 2.16 was caught (by test_broker_faults.py's full cluster restart, about one run in
-four) blocking for good in a synchronous commit: the consumer processed nothing more and
-ignored SIGTERM. No broker can be made to do that on demand, so this test hands
-app_config.commit_offsets a consumer whose commit() never returns.
+test_broker_faults.py's full cluster restart caught librdkafka 2.16 clients waiting forever:
+blocked in a synchronous commit, or consuming and producing nothing, while the cluster was
+back. The cause is confluentinc/librdkafka#5301: the last broker of a cluster shutting down
+answered a Metadata request with no broker at all, and the client forgot every broker it knew.
+No broker can be made to answer so on demand, so these tests give the scripts' safeguards the
+state itself: a commit() that never returns, and the client's own statistics with its brokers
+gone.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 
 import pytest
+from confluent_kafka import Consumer, Producer
 
 import app_config
+from single_message_consumer import SingleConsumer
 
 
 class Exited(Exception):
@@ -69,3 +75,71 @@ def test_commit_worker_passes_results_and_errors_through() -> None:
     with pytest.raises(ZeroDivisionError):
         worker.call(lambda: 1 / 0, 1)
     assert worker.call(lambda: "again", 1) == "again"
+
+
+def real_statistics(bootstrap: str) -> dict:
+    """One statistics document of a producer connected to the test cluster."""
+    documents: list[str] = []
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "statistics.interval.ms": 100,
+            "stats_cb": documents.append,
+        }
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        producer.poll(0.1)
+        learned = [
+            d for d in map(json.loads, documents)
+            if any(b["source"] == "learned" for b in d["brokers"].values())
+        ]  # fmt: skip
+        if learned:
+            return learned[-1]
+    raise AssertionError("no statistics listing the brokers within 30 s")
+
+
+@pytest.mark.faults
+def test_a_client_that_knows_no_broker_is_stranded(
+    kafka_cluster, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    stats = real_statistics(kafka_cluster.bootstrap)
+    sources = {b["source"] for b in stats["brokers"].values()}
+    assert "learned" in sources, sources
+    # What librdkafka leaves after a Metadata response with no broker: none but its own
+    # internal and logical ones, which statistics may list too.
+    gone = dict(stats, brokers={
+        name: b for name, b in stats["brokers"].items() if b["source"] in ("internal", "logical")
+    })  # fmt: skip
+    clock = [1000.0]
+    monkeypatch.setattr(app_config.time, "monotonic", lambda: clock[0])
+    errors = app_config.ErrorReporter()
+
+    errors.on_stats(json.dumps(stats))
+    errors.on_stats(json.dumps(gone))
+    clock[0] += app_config.STRANDED_AFTER_SECONDS - 1
+    errors.on_stats(json.dumps(gone))
+    assert not errors.stranded and not errors.broken, "stranded before the grace period"
+    errors.on_stats(json.dumps(stats))  # a broker again: the count starts over
+    errors.on_stats(json.dumps(gone))
+    clock[0] += app_config.STRANDED_AFTER_SECONDS - 1
+    errors.on_stats(json.dumps(gone))
+    assert not errors.stranded
+    with caplog.at_level(logging.CRITICAL):
+        clock[0] += 1
+        errors.on_stats(json.dumps(gone))
+    assert errors.stranded and errors.broken
+    assert "has known no broker for 15 s" in caplog.text and "#5301" in caplog.text
+
+
+@pytest.mark.faults
+def test_a_stranded_consumer_stops_with_status_3(kafka_cluster, fresh_topic: str) -> None:
+    """Given up on, a consumer closes and says so with its exit status, for a restart."""
+    errors = app_config.ErrorReporter()
+    config = app_config.consumer_config(kafka_cluster.bootstrap, "stranded-test", None, errors)
+    assert config["stats_cb"] == errors.on_stats and config["statistics.interval.ms"] > 0
+    loop = SingleConsumer(Consumer(config), fresh_topic, errors=errors)
+    errors.stranded = True
+    started = time.monotonic()
+    assert loop.run() == app_config.EXIT_CLIENT_STUCK
+    assert time.monotonic() - started < 30
