@@ -37,6 +37,9 @@ class KafkaCluster:
     def start_missing(self) -> None:
         """Start every broker that is down and wait until the cluster is whole again."""
         self.local.up()
+        # A fresh admin client: one that was talking to the cluster while all of it went down
+        # may have been left knowing no broker, for good (librdkafka#5301, app_config.py).
+        self.admin = admin.admin_client(self.bootstrap)
 
     @contextlib.contextmanager
     def broker_down(self, node_id: int) -> Iterator[None]:
