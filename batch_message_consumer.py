@@ -78,7 +78,8 @@ class BatchConsumer(CommittingConsumer):
 
     def step(self) -> None:
         batch = self.collect_batch()
-        if batch:
+        # A broken client could not commit the batch: leave it unprocessed, to be redelivered.
+        if batch and not self.errors.broken:
             self.process_and_commit(batch)
 
     # -- 1. collect --------------------------------------------------------------------------

@@ -69,7 +69,8 @@ class SingleConsumer(CommittingConsumer):
 
     def step(self) -> None:
         msg = self.consumer.poll(POLL_TIMEOUT)
-        if msg is None:
+        # A broken client could not commit it: leave it unprocessed, to be redelivered.
+        if msg is None or self.errors.broken:
             return
         if msg.error():
             app_config.log_consumer_error(msg)

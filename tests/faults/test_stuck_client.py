@@ -20,7 +20,10 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 import app_config
+from batch_message_consumer import BatchConsumer
 from single_message_consumer import SingleConsumer
+
+from .witness import committed_offsets
 
 
 class Exited(Exception):
@@ -143,3 +146,51 @@ def test_a_stranded_consumer_stops_with_status_3(kafka_cluster, fresh_topic: str
     started = time.monotonic()
     assert loop.run() == app_config.EXIT_CLIENT_STUCK
     assert time.monotonic() - started < 30
+
+
+class StrandedWhileConsuming(Consumer):
+    """A real consumer whose client turns stranded in the call that returns the first
+    messages, as ErrorReporter.on_stats would mark it from inside that call."""
+
+    errors: app_config.ErrorReporter
+
+    def consume(self, *args, **kwargs):  # type: ignore[override]
+        return self._stranded_if(super().consume(*args, **kwargs))
+
+    def poll(self, *args, **kwargs):  # type: ignore[override]
+        return self._stranded_if(super().poll(*args, **kwargs))
+
+    def _stranded_if(self, got):
+        if got:
+            self.errors.stranded = True
+        return got
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("kind", ["batch", "single"])
+def test_messages_fetched_as_the_client_strands_are_left_for_redelivery(
+    kafka_cluster, fresh_topic: str, kind: str
+) -> None:
+    """Their commit could never answer: processing them would only add a duplicate and a
+    120 s wait for the commit bound. Nothing is processed or committed; the exit status is 3."""
+    producer = Producer({"bootstrap.servers": kafka_cluster.bootstrap})
+    for n in range(3):
+        producer.produce(fresh_topic, f'{{"message_id":"m{n}","content":"c{n}"}}'.encode())
+    assert producer.flush(30) == 0
+    errors = app_config.ErrorReporter()
+    group = f"stranded-{kind}-{time.monotonic_ns()}"
+    consumer = StrandedWhileConsuming(
+        app_config.consumer_config(kafka_cluster.bootstrap, group, None, errors)
+    )
+    consumer.errors = errors
+    handled: list = []
+    if kind == "batch":
+        loop = BatchConsumer(consumer, fresh_topic, handled.extend, batch_window=5, errors=errors)
+    else:
+        loop = SingleConsumer(consumer, fresh_topic, handled.append, errors=errors)
+    started = time.monotonic()
+    assert loop.run() == app_config.EXIT_CLIENT_STUCK
+    assert time.monotonic() - started < 60
+    assert errors.stranded, "the client never got a message"
+    assert handled == [] and loop.processed == 0
+    assert committed_offsets(kafka_cluster, group, fresh_topic) == {}
