@@ -252,7 +252,8 @@ def wait_until(
     """Poll until `condition()` is true; return the seconds it took.
 
     Fails on timeout (or returns None if not `required`: the caller's assertions then say
-    what is missing), and at once if one of the `alive` apps has exited.
+    what is missing), and at once if one of the `alive` apps has exited. On a failing timeout
+    the `alive` apps are ended with SIGABRT, which writes every thread's stack to their logs.
     """
     started = time.monotonic()
     while not condition():
@@ -261,6 +262,8 @@ def wait_until(
         if time.monotonic() - started > timeout:
             if not required:
                 return None
+            for app in alive:  # where each one was stuck, in its log
+                (app.app if isinstance(app, Supervised) else app).dump_stacks()
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(every)
     return time.monotonic() - started
