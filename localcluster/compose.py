@@ -71,6 +71,16 @@ class AppService:
     command: list[str]
     replicas: int
     environment: dict[str, str] = field(default_factory=dict)
+    restart: str = "no"  # the restart policy: no, always, unless-stopped, on-failure[:N]
+
+    def restarts_after(self, exit_code: int, restarts_so_far: int) -> bool:
+        """Whether Docker would start a replica again after it exited with `exit_code`."""
+        policy, _, limit = self.restart.partition(":")
+        if policy in ("always", "unless-stopped"):
+            return True
+        if policy == "on-failure":
+            return exit_code != 0 and (not limit or restarts_so_far < int(limit))
+        return False
 
 
 @dataclass
@@ -187,5 +197,11 @@ def _apps(services: dict[str, dict]) -> list[AppService]:
         if isinstance(command, str):
             command = command.split()
         replicas = int((service.get("deploy") or {}).get("replicas", service.get("scale", 1)))
-        apps.append(AppService(name, [str(c) for c in command], replicas, _environment(service)))
+        restart = service.get("restart", "no")
+        restart = "no" if restart is False else str(restart)  # YAML 1.1 reads a bare no as false
+        if not re.fullmatch(r"no|always|unless-stopped|on-failure(:\d+)?", restart):
+            raise ClusterError(f"service {name}: unknown restart policy {restart!r}")
+        apps.append(
+            AppService(name, [str(c) for c in command], replicas, _environment(service), restart)
+        )
     return apps

@@ -3,7 +3,9 @@
 The cluster comes up first, then every service built from our Dockerfile runs with its
 `replicas` count, its environment (``kafka-N:9092`` rewritten to the local cluster's ports) and
 its output prefixed the way Compose prefixes it: ``producer-1  | Message delivered to ...``.
-Ctrl-C (or SIGTERM) stops the apps with SIGTERM, then the cluster.
+A replica that exits is started again as its ``restart:`` policy says (the apps exit with
+status 3 when their Kafka client is stuck, counting on that). Ctrl-C (or SIGTERM) stops the
+apps with SIGTERM, then the cluster.
 """
 
 from __future__ import annotations
@@ -13,49 +15,128 @@ import signal
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from localcluster.cluster import ROOT, LocalCluster
+from localcluster.compose import AppService
 
 STOP_TIMEOUT = 30.0
+# Docker waits before each restart, twice as long each time up to a minute, and starts over once
+# a container has run for 10 s. The same here, from 1 s (Docker starts from 100 ms).
+FIRST_RESTART_DELAY = 1.0
+MAX_RESTART_DELAY = 60.0
+RAN_LONG_ENOUGH = 10.0
 
 
 @dataclass
 class Replica:
+    """One replica of an app service: its current process, and how it was restarted so far."""
+
+    app: AppService
     name: str
     process: subprocess.Popen
+    started_at: float = field(default_factory=time.monotonic)
+    restarts: int = 0
+    delay: float = 0.0  # before the next restart
+    restart_at: float | None = None  # set while a restart is pending
 
 
-def _pump(replica: Replica, width: int, lock: threading.Lock) -> None:
-    assert replica.process.stdout is not None
-    for line in replica.process.stdout:
+def _pump(name: str, process: subprocess.Popen, width: int, lock: threading.Lock) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
         with lock:
-            sys.stdout.write(f"{replica.name:<{width}} | {line}")
+            sys.stdout.write(f"{name:<{width}} | {line}")
             sys.stdout.flush()
 
 
-def _start_apps(cluster: LocalCluster) -> list[Replica]:
-    replicas = []
-    for app in cluster.model.apps:
+class Apps:
+    """The app replicas of docker-compose.yml as local processes, restarted per their policy."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.cluster = cluster
+        self.replicas: list[Replica] = []
+        self.pumps: list[threading.Thread] = []
+        self.lock = threading.Lock()
+        self.width = 0
+
+    def start(self) -> None:
+        wanted: list[tuple[AppService, str]] = []
+        for app in self.cluster.model.apps:
+            script = next((part for part in app.command if part.endswith(".py")), None)
+            if script and not (ROOT / script).exists():
+                self.cluster.say(f"skipping {app.service}: {script} does not exist yet")
+                continue
+            wanted += [(app, f"{app.service}-{index}") for index in range(1, app.replicas + 1)]
+        self.width = max((len(name) for _, name in wanted), default=0)
+        self.replicas = [Replica(app, name, self._run(app, name)) for app, name in wanted]
+
+    def _run(self, app: AppService, name: str) -> subprocess.Popen:
+        """Start one process of `app`, its output printed with its replica name."""
         command = [sys.executable if part == "python" else part for part in app.command]
-        script = next((part for part in command if part.endswith(".py")), None)
-        if script and not (ROOT / script).exists():
-            cluster.say(f"skipping {app.service}: {script} does not exist yet")
-            continue
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.update({key: cluster.localize(value) for key, value in app.environment.items()})
-        for index in range(1, app.replicas + 1):
-            process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            replicas.append(Replica(f"{app.service}-{index}", process))
-    return replicas
+        env.update({key: self.cluster.localize(value) for key, value in app.environment.items()})
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        pump = threading.Thread(
+            target=_pump, args=(name, process, self.width, self.lock), daemon=True
+        )
+        pump.start()
+        self.pumps.append(pump)
+        return process
+
+    def supervise(self) -> bool:
+        """Restart replicas that exited, as their restart policy says; False once none runs
+        and none will be restarted."""
+        now = time.monotonic()
+        for replica in self.replicas:
+            code = replica.process.poll()
+            if code is None:
+                continue
+            if replica.restart_at is None:
+                if not replica.app.restarts_after(code, replica.restarts):
+                    continue
+                ran = now - replica.started_at
+                replica.delay = (
+                    FIRST_RESTART_DELAY
+                    if ran >= RAN_LONG_ENOUGH or not replica.delay
+                    else min(replica.delay * 2, MAX_RESTART_DELAY)
+                )
+                replica.restart_at = now + replica.delay
+                self.cluster.say(
+                    f"{replica.name} exited with {code}; restarting it in {replica.delay:g} s"
+                    f" (restart: {replica.app.restart})"
+                )
+            elif now >= replica.restart_at:
+                replica.process = self._run(replica.app, replica.name)
+                replica.started_at, replica.restart_at = now, None
+                replica.restarts += 1
+        return any(r.process.poll() is None or r.restart_at is not None for r in self.replicas)
+
+    def stop(self) -> list[str]:
+        """SIGTERM every replica, as `docker compose down` does; return what did not exit 0."""
+        for replica in self.replicas:
+            if replica.process.poll() is None:
+                replica.process.send_signal(signal.SIGTERM)
+        failed = []
+        for replica in self.replicas:
+            try:
+                code = replica.process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                replica.process.kill()
+                code = replica.process.wait()
+            if code != 0:
+                failed.append(f"{replica.name} exited with {code}")
+        for pump in self.pumps:
+            pump.join(timeout=5)
+        return failed
 
 
 def run_demo(cluster: LocalCluster, keep_cluster: bool = False) -> int:
@@ -64,35 +145,18 @@ def run_demo(cluster: LocalCluster, keep_cluster: bool = False) -> int:
         signal.signal(sig, lambda *_: stop.set())
 
     cluster.up()
-    replicas = _start_apps(cluster)
-    if not replicas:
+    apps = Apps(cluster)
+    apps.start()
+    if not apps.replicas:
         cluster.say("no app scripts yet: the cluster is up, Ctrl-C stops it")
-    width = max((len(r.name) for r in replicas), default=0)
-    lock = threading.Lock()
-    pumps = [threading.Thread(target=_pump, args=(r, width, lock), daemon=True) for r in replicas]
-    for pump in pumps:
-        pump.start()
 
     while not stop.wait(0.5):
-        if replicas and all(r.process.poll() is not None for r in replicas):
+        if apps.replicas and not apps.supervise():
             cluster.say("every app exited")
             break
 
     cluster.say("stopping apps (SIGTERM)")
-    for replica in replicas:
-        if replica.process.poll() is None:
-            replica.process.send_signal(signal.SIGTERM)
-    failed = []
-    for replica in replicas:
-        try:
-            code = replica.process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            replica.process.kill()
-            code = replica.process.wait()
-        if code != 0:
-            failed.append(f"{replica.name} exited with {code}")
-    for pump in pumps:
-        pump.join(timeout=5)
+    failed = apps.stop()
     if failed:
         cluster.say("; ".join(failed))
     if not keep_cluster:

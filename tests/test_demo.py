@@ -1,0 +1,156 @@
+"""`make demo` (python -m localcluster demo) on the session's cluster: every app replica shows
+the seed's log lines, a replica that exits is restarted as its restart policy says, and
+SIGTERM stops everything cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from localcluster.compose import AppService, load
+
+pytestmark = pytest.mark.cluster
+ROOT = Path(__file__).resolve().parent.parent
+
+# Exits with status 3 (a stuck Kafka client's status) on its first run; waits for SIGTERM on
+# the second, and then exits 0.
+FLAKY_APP = """
+import pathlib, signal, sys
+ran_before = pathlib.Path(sys.argv[1])
+if not ran_before.exists():
+    ran_before.touch()
+    print("first run: exiting with 3", flush=True)
+    sys.exit(3)
+print("second run", flush=True)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+signal.pause()
+"""
+
+
+@pytest.mark.parametrize(
+    ("policy", "exit_code", "restarts_so_far", "restarted"),
+    [
+        ("unless-stopped", 3, 5, True),
+        ("unless-stopped", 0, 0, True),
+        ("always", 1, 0, True),
+        ("no", 3, 0, False),
+        ("on-failure", 0, 0, False),
+        ("on-failure", 3, 9, True),
+        ("on-failure:2", 3, 1, True),
+        ("on-failure:2", 3, 2, False),
+    ],
+)
+def test_restart_policy_as_docker_applies_it(
+    policy: str, exit_code: int, restarts_so_far: int, restarted: bool
+) -> None:
+    app = AppService("app", ["python", "app.py"], 1, restart=policy)
+    assert app.restarts_after(exit_code, restarts_so_far) is restarted
+
+
+def test_every_app_service_restarts_unless_stopped() -> None:
+    """The scripts exit with status 3 when their Kafka client is stuck, for a restart."""
+    apps = load(ROOT / "docker-compose.yml").apps
+    assert {app.service: app.restart for app in apps} == {
+        "producer": "unless-stopped",
+        "batch-consumer": "unless-stopped",
+        "single-consumer": "unless-stopped",
+    }
+
+
+def test_unknown_restart_policy_is_refused(tmp_path: Path) -> None:
+    document = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    document["services"]["producer"]["restart"] = "sometimes"
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(yaml.safe_dump(document))
+    with pytest.raises(Exception, match="unknown restart policy 'sometimes'"):
+        load(broken)
+
+
+class Output:
+    """The demo's merged output, read line by line in a thread."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self._thread.start()
+
+    def _read(self, process: subprocess.Popen) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def has(self, prefix: str, text: str) -> bool:
+        return any(line.startswith(prefix) and text in line for line in list(self.lines))
+
+    def tail(self, count: int = 40) -> str:
+        return "\n".join(self.lines[-count:])
+
+
+@pytest.mark.timeout(240)
+def test_demo_shows_the_seed_log_lines_and_restarts_an_app_that_exits(
+    kafka_cluster, tmp_path: Path
+) -> None:
+    document = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    document["services"]["flaky"] = {
+        "build": ".",
+        "restart": "unless-stopped",
+        "command": ["python", "-c", FLAKY_APP, str(tmp_path / "ran-before")],
+    }
+    compose_file = tmp_path / "docker-compose.yml"
+    compose_file.write_text(yaml.safe_dump(document))
+    app_settings = ("KAFKA_", "BATCH_", "SINGLE_", "PRODUCER_", "LOG_LEVEL")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(app_settings)}
+    env.update(
+        LOCALCLUSTER_COMPOSE_FILE=str(compose_file),
+        PRODUCER_INTERVAL_SECONDS="0.2",  # the demo's pace, faster: every line shows sooner
+        BATCH_WINDOW_SECONDS="2",
+    )
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "localcluster", "demo", "--keep-cluster"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = Output(demo)
+    expected = [  # (a line starting with, and containing)
+        *((f"producer-{i} ", "Message delivered to final-1-topic [") for i in (1, 2)),
+        *(
+            (f"batch-consumer-{i} ", "INFO:root:BatchConsumer received: Test message ")
+            for i in (1, 2)
+        ),
+        *(
+            (f"single-consumer-{i} ", "INFO:root:SingleConsumer received: Test message ")
+            for i in (1, 2)
+        ),
+        ("flaky-1 ", "first run: exiting with 3"),
+        ("", "flaky-1 exited with 3; restarting it in 1 s (restart: unless-stopped)"),
+        ("flaky-1 ", "second run"),
+    ]
+
+    def missing() -> list[tuple[str, str]]:
+        return [(prefix, text) for prefix, text in expected if not output.has(prefix, text)]
+
+    try:
+        deadline = time.monotonic() + 150
+        while missing() and demo.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not missing(), f"no line for {missing()}; the output ends with:\n{output.tail()}"
+        demo.send_signal(signal.SIGTERM)
+        code = demo.wait(timeout=90)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    assert code == 0, output.tail()
+    assert output.has("", "stopping apps (SIGTERM)")
