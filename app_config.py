@@ -444,7 +444,8 @@ class ErrorReporter:
 
     REPEAT_INTERVAL = 30.0  # while brokers stay down, repeat a warning at most this often
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock  # seconds; tests pass their own
         self.fatal_error: KafkaError | None = None
         self.stranded = False  # the client knows no broker any more: it will never reconnect
         self._no_broker_since: dict[str, float] = {}  # client name -> first stats without one
@@ -486,7 +487,7 @@ class ErrorReporter:
         brokers = stats.get("brokers")
         if brokers is None:
             return
-        name, now = stats.get("name", ""), time.monotonic()
+        name, now = stats.get("name", ""), self.clock()
         if any(b.get("source") in ("configured", "learned") for b in brokers.values()):
             self._no_broker_since.pop(name, None)
             return
@@ -505,7 +506,7 @@ class ErrorReporter:
     def _warn_rate_limited(self, error: KafkaError) -> None:
         # librdkafka reconnects by itself, and reports every failed attempt (several a second
         # while brokers are down): say it once, then at most every REPEAT_INTERVAL seconds.
-        code, now = error.code(), time.monotonic()
+        code, now = error.code(), self.clock()
         if now - self._last_logged.get(code, -math.inf) < self.REPEAT_INTERVAL:
             self._suppressed[code] = self._suppressed.get(code, 0) + 1
             return

@@ -101,7 +101,7 @@ def real_statistics(bootstrap: str) -> dict:
 
 @pytest.mark.faults
 def test_a_client_that_knows_no_broker_is_stranded(
-    kafka_cluster, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    kafka_cluster, caplog: pytest.LogCaptureFixture
 ) -> None:
     stats = real_statistics(kafka_cluster.bootstrap)
     sources = {b["source"] for b in stats["brokers"].values()}
@@ -112,8 +112,7 @@ def test_a_client_that_knows_no_broker_is_stranded(
         name: b for name, b in stats["brokers"].items() if b["source"] in ("internal", "logical")
     })  # fmt: skip
     clock = [1000.0]
-    monkeypatch.setattr(app_config.time, "monotonic", lambda: clock[0])
-    errors = app_config.ErrorReporter()
+    errors = app_config.ErrorReporter(clock=lambda: clock[0])
 
     errors.on_stats(json.dumps(stats))
     errors.on_stats(json.dumps(gone))
