@@ -253,7 +253,8 @@ def wait_until(
 
     Fails on timeout (or returns None if not `required`: the caller's assertions then say
     what is missing), and at once if one of the `alive` apps has exited. On a failing timeout
-    the `alive` apps are ended with SIGABRT, which writes every thread's stack to their logs.
+    the `alive` apps are ended with SIGABRT, which writes every thread's stack to their logs,
+    and the message shows the end of each log.
     """
     started = time.monotonic()
     while not condition():
@@ -262,9 +263,11 @@ def wait_until(
         if time.monotonic() - started > timeout:
             if not required:
                 return None
-            for app in alive:  # where each one was stuck, in its log
-                (app.app if isinstance(app, Supervised) else app).dump_stacks()
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            apps = [app.app if isinstance(app, Supervised) else app for app in alive]
+            for app in apps:
+                app.dump_stacks()
+            logs = "".join(f"\n--- {app.name}'s log ends with:\n{app.tail(40)}" for app in apps)
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{logs}")
         time.sleep(every)
     return time.monotonic() - started
 
