@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from localcluster.compose import AppService, load
+from localcluster.errors import ClusterError
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,13 +66,22 @@ def test_every_app_service_restarts_unless_stopped() -> None:
     }
 
 
-def test_unknown_restart_policy_is_refused(tmp_path: Path) -> None:
+def compose_with_producer_restart(tmp_path: Path, policy: object) -> Path:
     document = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    document["services"]["producer"]["restart"] = "sometimes"
-    broken = tmp_path / "docker-compose.yml"
-    broken.write_text(yaml.safe_dump(document))
-    with pytest.raises(Exception, match="unknown restart policy 'sometimes'"):
-        load(broken)
+    document["services"]["producer"]["restart"] = policy
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def test_unknown_restart_policy_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ClusterError, match="unknown restart policy 'sometimes'"):
+        load(compose_with_producer_restart(tmp_path, "sometimes"))
+
+
+def test_bare_no_policy_read_by_yaml_as_false_means_no(tmp_path: Path) -> None:
+    apps = load(compose_with_producer_restart(tmp_path, False)).apps
+    assert next(app for app in apps if app.service == "producer").restart == "no"
 
 
 class Output:
