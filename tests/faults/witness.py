@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -92,11 +93,21 @@ class App:
         self.signal(signal.SIGTERM)
         return self.wait(timeout)
 
-    def dump_stacks(self) -> None:
-        """SIGABRT: Python's faulthandler writes where every thread is to the log, then exits."""
+    def dump_stacks(self) -> str:
+        """Where every thread is: the C stacks (gdb, if installed) go to ``<name>.native`` and
+        are returned condensed; then SIGABRT makes Python's faulthandler write the Python
+        stacks to the log, and the process exits. A hang inside librdkafka shows only as a
+        Python thread waiting in a Kafka call; the C stacks say what librdkafka waits for."""
+        summary = ""
+        if self.alive():
+            native = native_stacks(self.process.pid)
+            if native:
+                self.log_path.with_suffix(".native").write_text(native)
+                summary = condense_stacks(native)
         self.signal(signal.SIGABRT)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=5)
+        return summary
 
     def close(self) -> None:
         if self.alive():
@@ -116,6 +127,38 @@ class App:
                 f"{self.name} exited with {self.process.returncode}; its log ends with:\n"
                 + self.tail()
             )
+
+
+def native_stacks(pid: int) -> str:
+    """gdb's backtrace of every thread of a live process ('' without gdb or on failure)."""
+    gdb = shutil.which("gdb")
+    if gdb is None:
+        return ""
+    command = [gdb, "-p", str(pid), "-batch", "-nx", "-ex", "thread apply all bt 30"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return ""
+    return done.stdout if "#0 " in done.stdout else ""
+
+
+THREAD = re.compile(r'^Thread \d+ \(.*"([^"]*)"\):$')
+FRAME = re.compile(r"^#\d+\s+(?:0x[0-9a-f]+ in )?([\w.]+) \(")
+
+
+def condense_stacks(native: str, depth: int = 7) -> str:
+    """One line per thread: its name and innermost `depth` functions, innermost first, less
+    the C library's own (``__futex...``, ``cnd_timedwait``): what waits, not how."""
+    lines: list[str] = []
+    for line in native.splitlines():
+        if thread := THREAD.match(line):
+            lines.append(f"{thread[1]}:")
+        elif lines and (frame := FRAME.match(line)) and lines[-1].count(" < ") < depth - 1:
+            name = frame[1]
+            if name.startswith(("_", "cnd_", "pthread_", "epoll_", "poll")):
+                continue
+            lines[-1] += f" {name}" if lines[-1].endswith(":") else f" < {name}"
+    return "\n".join(lines)
 
 
 class Apps:
@@ -264,9 +307,12 @@ def wait_until(
             if not required:
                 return None
             apps = [app.app if isinstance(app, Supervised) else app for app in alive]
-            for app in apps:
-                app.dump_stacks()
-            logs = "".join(f"\n--- {app.name}'s log ends with:\n{app.tail(40)}" for app in apps)
+            native = {app.name: app.dump_stacks() for app in apps}
+            logs = "".join(
+                f"\n--- {app.name}'s log ends with:\n{app.tail(40)}"
+                + (f"\n--- {app.name}'s C threads:\n{native[app.name]}" if native[app.name] else "")
+                for app in apps
+            )
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{logs}")
         time.sleep(every)
     return time.monotonic() - started
