@@ -81,11 +81,12 @@ class App:
         try:
             return self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.dump_stacks()
+            native = self.dump_stacks()
             self.close()
             raise AssertionError(
                 f"{self.name} still running after {timeout:.0f} s; its log ends with:\n"
                 + self.tail()
+                + (f"\n--- its C threads:\n{native}" if native else "")
             ) from None
 
     def stop(self, timeout: float = 60) -> int:
