@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
+from faults.witness import App, read_records
 
 import app_config
 from batch_message_consumer import BatchConsumer
@@ -33,7 +34,6 @@ from message_model import MessageModel
 from single_message_consumer import SingleConsumer
 
 ROOT = Path(__file__).resolve().parent.parent
-Record = tuple[int, int, str]  # partition, offset, message id (as in the record logs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -54,33 +54,19 @@ def script_env(bootstrap: str | None = None, topic: str | None = None, **extra: 
     return env
 
 
-class Script:
-    """A script running as a child process; its stderr (the log) goes to a file."""
+@pytest.fixture
+def scripts(tmp_path: Path) -> Iterator[Callable[..., App]]:
+    """Starts a script as a child process logging to <tmp_path>/<name>.log (the fault tests'
+    App: on a timeout it shows the log and the stacks); kills any still running at the end."""
+    started: list[App] = []
 
-    def __init__(self, name: str, *args: object, env: dict, log: Path) -> None:
-        self.log_path = log
-        self._log = open(log, "w")  # noqa: SIM115 (closed in wait())
-        self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / name), *map(str, args)],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+    def start(script: str, name: str, *args: object, env: dict) -> App:
+        started.append(App(script, name, args, env, tmp_path))
+        return started[-1]
 
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            pytest.fail(f"{self.process.args[1]} still running after {timeout}s:\n{self.log()}")
-        finally:
-            self._log.close()
-
-    def log(self) -> str:
-        return self.log_path.read_text()
+    yield start
+    for app in started:
+        app.close()
 
 
 def run_script(
@@ -97,27 +83,20 @@ def run_script(
     )
 
 
-def read_record_log(path: Path) -> list[Record]:
-    records = []
-    for line in path.read_text().splitlines():
-        partition, offset, message_id = line.split(" ")
-        records.append((int(partition), int(offset), message_id))
-    return records
-
-
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def start_both_consumers(
-    groups: dict[str, str], idle_exit: float, env: dict, tmp_path: Path
-) -> dict[str, Script]:
+    scripts: Callable[..., App], groups: dict[str, str], idle_exit: float, env: dict, tmp_path: Path
+) -> dict[str, App]:
     """The batch and the single consumer, each in its group, exiting after `idle_exit` s idle;
     each logs to <kind>.log and records what it processed in processed-<kind>.log."""
     batch_only = {"batch": ["--batch-window", 1], "single": []}
     return {
-        kind: Script(
+        kind: scripts(
             f"{kind}_message_consumer.py",
+            kind,
             "--group-id",
             groups[kind],
             *batch_only[kind],
@@ -126,7 +105,6 @@ def start_both_consumers(
             "--processed-log",
             tmp_path / f"processed-{kind}.log",
             env=env,
-            log=tmp_path / f"{kind}.log",
         )
         for kind in ("batch", "single")
     }
@@ -244,12 +222,17 @@ def safety_stop() -> Iterator[threading.Event]:
 @pytest.mark.cluster
 @pytest.mark.timeout(150)
 def test_end_to_end_every_acknowledged_message_is_processed_by_both_groups(
-    bootstrap_servers: str, fresh_topic: str, admin: AdminClient, tmp_path: Path
+    bootstrap_servers: str,
+    fresh_topic: str,
+    admin: AdminClient,
+    tmp_path: Path,
+    scripts: Callable[..., App],
 ) -> None:
     env = script_env(bootstrap_servers, fresh_topic)
     producers = [
-        Script(
+        scripts(
             "producer.py",
+            f"producer-{i}",
             "--count",
             200,
             "--interval",
@@ -258,7 +241,6 @@ def test_end_to_end_every_acknowledged_message_is_processed_by_both_groups(
             "--delivered-log",
             tmp_path / f"delivered-{i}.log",
             env=env,
-            log=tmp_path / f"producer-{i}.log",
         )
         for i in (1, 2)
     ]
@@ -266,16 +248,16 @@ def test_end_to_end_every_acknowledged_message_is_processed_by_both_groups(
         assert producer.wait(60) == 0, producer.log()
     delivered = set()
     for i in (1, 2):
-        records = read_record_log(tmp_path / f"delivered-{i}.log")
+        records = read_records(tmp_path / f"delivered-{i}.log")
         assert len(records) == 200
         delivered.update(records)
     assert len({message_id for _, _, message_id in delivered}) == 400  # unique ids
 
     groups = {"batch": unique("batch-group"), "single": unique("single-group")}
-    consumers = start_both_consumers(groups, idle_exit=8, env=env, tmp_path=tmp_path)
+    consumers = start_both_consumers(scripts, groups, idle_exit=8, env=env, tmp_path=tmp_path)
     for name, consumer in consumers.items():
         assert consumer.wait(90) == 0, consumer.log()
-        processed = set(read_record_log(tmp_path / f"processed-{name}.log"))
+        processed = set(read_records(tmp_path / f"processed-{name}.log"))
         missing = delivered - processed
         assert not missing, f"{name}: {len(missing)} acknowledged messages never processed"
         assert_fully_committed(admin, groups[name], fresh_topic)
@@ -366,15 +348,20 @@ def test_failed_message_is_redelivered(
 @pytest.mark.cluster
 @pytest.mark.timeout(120)
 def test_rebalance_when_a_second_replica_joins_loses_nothing(
-    bootstrap_servers: str, fresh_topic: str, admin: AdminClient, tmp_path: Path
+    bootstrap_servers: str,
+    fresh_topic: str,
+    admin: AdminClient,
+    tmp_path: Path,
+    scripts: Callable[..., App],
 ) -> None:
     produced = produce_good(bootstrap_servers, fresh_topic, 240)
     env = script_env(bootstrap_servers, fresh_topic)
     group = unique("batch-rebalance")
 
-    def replica(name: str) -> Script:
-        return Script(
+    def replica(name: str) -> App:
+        return scripts(
             "batch_message_consumer.py",
+            name,
             "--group-id",
             group,
             "--batch-window",
@@ -386,7 +373,6 @@ def test_rebalance_when_a_second_replica_joins_loses_nothing(
             "--processed-log",
             tmp_path / f"processed-{name}.log",
             env=env,
-            log=tmp_path / f"{name}.log",
         )
 
     first = replica("first")
@@ -404,7 +390,7 @@ def test_rebalance_when_a_second_replica_joins_loses_nothing(
     processed = {
         message_id
         for name in ("first", "second")
-        for _, _, message_id in read_record_log(tmp_path / f"processed-{name}.log")
+        for _, _, message_id in read_records(tmp_path / f"processed-{name}.log")
     }
     assert set(produced) <= processed
     assert_fully_committed(admin, group, fresh_topic)
@@ -418,7 +404,11 @@ def test_rebalance_when_a_second_replica_joins_loses_nothing(
 @pytest.mark.cluster
 @pytest.mark.timeout(120)
 def test_poison_records_are_skipped_and_committed_past(
-    bootstrap_servers: str, fresh_topic: str, admin: AdminClient, tmp_path: Path
+    bootstrap_servers: str,
+    fresh_topic: str,
+    admin: AdminClient,
+    tmp_path: Path,
+    scripts: Callable[..., App],
 ) -> None:
     goods = [good(n) for n in range(6)]
     records: list[tuple[int, bytes | None]] = [
@@ -450,11 +440,11 @@ def test_poison_records_are_skipped_and_committed_past(
 
     env = script_env(bootstrap_servers, fresh_topic)
     groups = {"batch": unique("batch-poison"), "single": unique("single-poison")}
-    consumers = start_both_consumers(groups, idle_exit=6, env=env, tmp_path=tmp_path)
+    consumers = start_both_consumers(scripts, groups, idle_exit=6, env=env, tmp_path=tmp_path)
     for name, consumer in consumers.items():
         assert consumer.wait(60) == 0, consumer.log()
         log = consumer.log()
-        processed = set(read_record_log(tmp_path / f"processed-{name}.log"))
+        processed = set(read_records(tmp_path / f"processed-{name}.log"))
         assert good_records <= processed, f"{name}: good records missing after poison ones"
         for partition, offset in bad:
             assert (partition, offset, "-") in processed
@@ -474,18 +464,22 @@ def test_poison_records_are_skipped_and_committed_past(
 @pytest.mark.cluster
 @pytest.mark.timeout(120)
 def test_sigterm_under_load_loses_nothing_acknowledged(
-    bootstrap_servers: str, fresh_topic: str, admin: AdminClient, tmp_path: Path
+    bootstrap_servers: str,
+    fresh_topic: str,
+    admin: AdminClient,
+    tmp_path: Path,
+    scripts: Callable[..., App],
 ) -> None:
     delivered_log = tmp_path / "delivered.log"
-    producer = Script(
+    producer = scripts(
         "producer.py",
+        "producer",
         "--interval",
         0,
         "--quiet",
         "--delivered-log",
         delivered_log,
         env=script_env(bootstrap_servers, fresh_topic),
-        log=tmp_path / "producer.log",
     )
     deadline = time.monotonic() + 30
     while not delivered_log.exists() or delivered_log.stat().st_size < 100_000:  # ~2000 lines
@@ -498,7 +492,7 @@ def test_sigterm_under_load_loses_nothing_acknowledged(
     assert "Stopping (shutdown requested)" in log
     assert "not delivered (still queued) 0" in log
 
-    acknowledged = read_record_log(delivered_log)
+    acknowledged = read_records(delivered_log)
     in_topic = read_topic(bootstrap_servers, admin, fresh_topic)
     lost = [(p, o, i) for p, o, i in acknowledged if in_topic.get((p, o)) != i]
     assert not lost, f"{len(lost)} of {len(acknowledged)} acknowledged messages not in the topic"
@@ -544,7 +538,7 @@ def test_count_and_max_messages_exit_zero(
         )
         assert result.returncode == 0, result.stderr
         assert "(--max-messages): exiting" in result.stderr
-        assert len(read_record_log(log)) == 5
+        assert len(read_records(log)) == 5
         committed = committed_offsets(admin, group, fresh_topic)
         assert sum(max(o, 0) for o in committed.values()) == 5, committed
 
@@ -657,15 +651,17 @@ def test_properties_file_bootstrap_is_used_unless_overridden(tmp_path: Path) -> 
 
 
 @pytest.mark.timeout(60)
-def test_producer_without_brokers_waits_then_reports_undelivered(tmp_path: Path) -> None:
-    producer = Script(
+def test_producer_without_brokers_waits_then_reports_undelivered(
+    scripts: Callable[..., App],
+) -> None:
+    producer = scripts(
         "producer.py",
+        "producer",
         "--interval",
         0.5,
         "--flush-timeout",
         1,
         env=script_env("localhost:1"),
-        log=tmp_path / "producer.log",
     )
     time.sleep(3)
     assert producer.process.poll() is None, producer.log()
