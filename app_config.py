@@ -31,7 +31,6 @@ import json
 import logging
 import math
 import os
-import queue
 import signal
 import threading
 import time
@@ -647,46 +646,6 @@ _REBALANCE_ERRORS = {
 }
 
 
-class _Worker:
-    """One daemon thread that runs calls for a caller who may stop waiting for them.
-
-    ``Consumer.commit()`` takes no timeout and releases the GIL while it blocks, so it can
-    run here while the main thread waits with a bound (and would still exit if it hangs).
-    """
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-
-    def call(self, fn: Callable[[], Any], timeout: float) -> Any:
-        """``fn()``'s result or exception; TimeoutError if it takes longer than `timeout`."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-            self._thread.start()
-        done = threading.Event()
-        outcome: list[Any] = []
-        self._jobs.put((fn, outcome, done))
-        if not done.wait(timeout):
-            raise TimeoutError(f"{self._name}: no answer within {timeout:g} s")
-        ok, value = outcome[0]
-        if not ok:
-            raise value
-        return value
-
-    def _run(self) -> None:
-        while True:
-            fn, outcome, done = self._jobs.get()
-            try:
-                outcome.append((True, fn()))
-            except BaseException as exc:
-                outcome.append((False, exc))
-            done.set()
-
-
-_commit_worker = _Worker("kafka-commit")
-
-
 def commit_offsets(consumer: Any, offsets: Offsets) -> Offsets:
     """Synchronously commit explicit offsets; return those that failed (empty on success).
 
@@ -695,38 +654,50 @@ def commit_offsets(consumer: Any, offsets: Offsets) -> Offsets:
     TopicPartition carries its own ``.error``. A fatal error is raised, anything else is
     logged and left to the caller to retry (the records were processed, so a later commit of
     a higher offset covers them; until then a restart only re-delivers, never skips).
+
+    The commit runs on the calling thread, which may be inside ``poll()``: librdkafka calls
+    the rebalance callbacks there, and ``on_revoke`` commits. confluent-kafka 2.16 lets a
+    Consumer be called only by the thread inside it until that call returns; a commit made
+    for it by another thread waits for ``poll()``, which waits for ``on_revoke``: a deadlock
+    (it stalled the rebalance test until this was found). ``commit()`` takes no timeout, so a
+    watchdog thread enforces COMMIT_TIMEOUT_SECONDS instead.
     """
     if not offsets:
         return {}  # committing nothing would raise _NO_OFFSET
     request = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+    watchdog = threading.Timer(COMMIT_TIMEOUT_SECONDS, _exit_stuck_in_commit, (dict(offsets),))
+    watchdog.daemon = True
+    watchdog.start()
     try:
-        result = _commit_worker.call(
-            lambda: consumer.commit(offsets=request, asynchronous=False), COMMIT_TIMEOUT_SECONDS
-        )
-    except TimeoutError:
-        # Nothing can unstick the client (close() would block too): end the process, as a
-        # crash would. What was processed but not committed is delivered again after the
-        # restart (docker-compose: restart: unless-stopped), so nothing is skipped.
-        logging.critical(
-            "Commit of %s did not complete in %.0f s: the Kafka client is stuck; exiting with"
-            " status %d so that a restart recovers (uncommitted messages will be redelivered)",
-            format_offsets(offsets),
-            COMMIT_TIMEOUT_SECONDS,
-            EXIT_CLIENT_STUCK,
-        )
-        os._exit(EXIT_CLIENT_STUCK)
+        result = consumer.commit(offsets=request, asynchronous=False)
     except KafkaException as exc:
         error = exc.args[0]
         if isinstance(error, KafkaError) and error.fatal():
             raise
         _log_commit_failure(format_offsets(offsets), error)
         return dict(offsets)
+    finally:
+        watchdog.cancel()
     failed = {}
     for tp in result or []:
         if tp.error is not None:
             failed[(tp.topic, tp.partition)] = offsets[(tp.topic, tp.partition)]
             _log_commit_failure(f"{tp.topic} [{tp.partition}]@{tp.offset}", tp.error)
     return failed
+
+
+def _exit_stuck_in_commit(offsets: Offsets) -> None:
+    """The watchdog's verdict. Nothing can unstick the client (close() would block too): end
+    the process, as a crash would. What was processed but not committed is delivered again
+    after the restart (docker-compose: restart: unless-stopped), so nothing is skipped."""
+    logging.critical(
+        "Commit of %s did not complete in %.0f s: the Kafka client is stuck; exiting with"
+        " status %d so that a restart recovers (uncommitted messages will be redelivered)",
+        format_offsets(offsets),
+        COMMIT_TIMEOUT_SECONDS,
+        EXIT_CLIENT_STUCK,
+    )
+    os._exit(EXIT_CLIENT_STUCK)
 
 
 def _log_commit_failure(what: str, error: Any) -> None:

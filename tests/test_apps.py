@@ -396,6 +396,43 @@ def test_rebalance_when_a_second_replica_joins_loses_nothing(
     assert_fully_committed(admin, group, fresh_topic)
 
 
+@pytest.mark.cluster
+@pytest.mark.timeout(60)
+def test_a_commit_inside_a_rebalance_callback_returns(
+    bootstrap_servers: str, fresh_topic: str, admin: AdminClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """librdkafka calls on_assign / on_revoke inside poll(), and on_revoke commits what a
+    refused commit left. confluent-kafka 2.16 admits only the polling thread into the Consumer
+    until poll() returns: a commit handed to another thread there waited forever (the
+    rebalance fault test stalled in 3 of 9 runs). app_config.commit_offsets must commit on
+    the calling thread."""
+    exits: list[int] = []
+    monkeypatch.setattr(app_config.os, "_exit", exits.append)  # a hang must fail, not kill
+    monkeypatch.setattr(app_config, "COMMIT_TIMEOUT_SECONDS", 10.0)
+    group = unique("commit-in-callback")
+    consumer = Consumer(app_config.consumer_config(bootstrap_servers, group))
+    outcomes: list[tuple[app_config.Offsets, float]] = []
+
+    def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        started = time.monotonic()
+        offsets = {(fresh_topic, tp.partition): 0 for tp in partitions}
+        outcomes.append((app_config.commit_offsets(consumer, offsets), time.monotonic() - started))
+
+    consumer.subscribe([fresh_topic], on_assign=on_assign)
+    deadline = time.monotonic() + 30
+    try:
+        while not outcomes and time.monotonic() < deadline:
+            consumer.poll(0.5)
+    finally:
+        consumer.close()
+
+    assert exits == [], "the commit inside on_assign hung until the watchdog gave up"
+    assert outcomes, "no partitions assigned within 30 s"
+    failed, took = outcomes[0]
+    assert failed == {} and took < 5, (failed, took)
+    assert committed_offsets(admin, group, fresh_topic) == {p: 0 for p in (0, 1, 2)}
+
+
 # --------------------------------------------------------------------------------------------
 # Poison records are skipped and committed past
 # --------------------------------------------------------------------------------------------

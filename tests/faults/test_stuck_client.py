@@ -17,7 +17,7 @@ import threading
 import time
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 import app_config
 from batch_message_consumer import BatchConsumer
@@ -45,39 +45,52 @@ class StuckConsumer:
 def test_stuck_commit_exits_with_client_stuck_status(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    exits: list[int] = []
+    consumer = StuckConsumer()
+    exits: list[tuple[int, float]] = []
 
     def fake_exit(status: int) -> None:
-        exits.append(status)
-        raise Exited
+        exits.append((status, time.monotonic()))
+        consumer.release.set()  # the real os._exit ends the process, commit() and all
 
     monkeypatch.setattr(app_config.os, "_exit", fake_exit)
     monkeypatch.setattr(app_config, "COMMIT_TIMEOUT_SECONDS", 0.5)
-    # A worker of its own: the one every other test shares must not stay blocked.
-    monkeypatch.setattr(app_config, "_commit_worker", app_config._Worker("test-commit"))
-    consumer = StuckConsumer()
     started = time.monotonic()
     try:
-        with caplog.at_level(logging.CRITICAL), pytest.raises(Exited):
+        with caplog.at_level(logging.CRITICAL):
             app_config.commit_offsets(consumer, {("topic", 0): 42})
     finally:
         consumer.release.set()
-    elapsed = time.monotonic() - started
 
     assert consumer.calls == 1
-    assert exits == [app_config.EXIT_CLIENT_STUCK]
+    assert [status for status, _ in exits] == [app_config.EXIT_CLIENT_STUCK]
+    elapsed = exits[0][1] - started
     assert 0.5 <= elapsed < 3, f"gave up after {elapsed:.1f} s"
     assert "did not complete in" in caplog.text and "topic [0]@42" in caplog.text
 
 
+class AnsweringConsumer:
+    def __init__(self, error: KafkaException | None = None) -> None:
+        self.error = error
+
+    def commit(self, offsets: list, asynchronous: bool) -> list:
+        if self.error:
+            raise self.error
+        return offsets
+
+
 @pytest.mark.faults
-def test_commit_worker_passes_results_and_errors_through() -> None:
-    """The bounded path changes nothing for a commit that answers."""
-    worker = app_config._Worker("test-commit")
-    assert worker.call(lambda: 7, 1) == 7
-    with pytest.raises(ZeroDivisionError):
-        worker.call(lambda: 1 / 0, 1)
-    assert worker.call(lambda: "again", 1) == "again"
+def test_a_commit_that_answers_leaves_no_watchdog_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bound changes nothing for a commit that answers, or fails, in time."""
+    exits: list[int] = []
+    monkeypatch.setattr(app_config.os, "_exit", exits.append)
+    monkeypatch.setattr(app_config, "COMMIT_TIMEOUT_SECONDS", 0.3)
+    assert app_config.commit_offsets(AnsweringConsumer(), {("topic", 0): 42}) == {}
+    refused = KafkaException(KafkaError(KafkaError.REBALANCE_IN_PROGRESS))
+    assert app_config.commit_offsets(AnsweringConsumer(refused), {("topic", 1): 7}) == {
+        ("topic", 1): 7
+    }
+    time.sleep(0.6)  # twice the bound: a watchdog left running would have fired by now
+    assert exits == []
 
 
 def real_statistics(bootstrap: str) -> dict:
