@@ -633,7 +633,9 @@ def format_offsets(offsets: Offsets) -> str:
 # processed again, never a loss. The bound is there for worse: a client stranded with no broker
 # (ErrorReporter.on_stats) while a commit waits never answers it, and the statistics that tell
 # us so are not served until commit() returns. (The bound was 60 s until loaded runs, whose
-# full restart took longer, ended consumers that were only waiting.)
+# full restart took longer, ended consumers that were only waiting.) A commit also waits, up to
+# session.timeout.ms, behind a rebalance that waits for a member that left just before the
+# coordinator moved (RELIABILITY.md, "when the group coordinator moves during a rebalance").
 COMMIT_TIMEOUT_SECONDS = 120.0
 EXIT_CLIENT_STUCK = 3
 

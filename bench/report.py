@@ -323,7 +323,7 @@ def _text(name: str) -> str:
 
 def commit_share(profile: Path) -> float | None:
     """Share of the profiled wall time spent in app_config.commit_offsets (pyinstrument text):
-    the synchronous commit, wherever it runs (the consumer waits for a commit thread)."""
+    the synchronous commit."""
     total = None
     for line in profile.read_text(encoding="utf-8").splitlines():
         match = re.match(r"[\s|`-]*([\d.]+) (\S+)", line)
