@@ -98,6 +98,12 @@ class KafkaCluster:
         return name
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The live Compose stack publishes 9094-9096, the local cluster's ports too: its tests run
+    first, and the stack is gone before the session's cluster starts (on first use)."""
+    items.sort(key=lambda item: item.get_closest_marker("compose") is None)
+
+
 @pytest.fixture(scope="session")
 def kafka_cluster(request: pytest.FixtureRequest) -> Iterator[KafkaCluster]:
     local = LocalCluster(say=lambda message: print(f"localcluster: {message}", file=sys.stderr))

@@ -26,10 +26,10 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
-from faults.witness import App, read_records
 
 import app_config
 from batch_message_consumer import BatchConsumer
+from faults.witness import App, read_records
 from message_model import MessageModel
 from single_message_consumer import SingleConsumer
 

