@@ -5,12 +5,13 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv jars lint test test-faults demo bench up down status clean
+.PHONY: help venv jars lint test test-faults test-compose standins demo bench up down status clean
 
 help:
 	@echo "make demo         cluster + 2 producers + batch and single consumers (Ctrl-C stops)"
 	@echo "make test         lint, static checks and every test against a real 3-broker cluster"
 	@echo "make test-faults  only the fault-injection scenarios"
+	@echo "make test-compose only the live docker compose test (needs a Docker engine)"
 	@echo "make bench        benchmarks against Apache Kafka's own tools"
 	@echo "make up|down|status  the local cluster alone"
 
@@ -39,6 +40,14 @@ test: lint jars
 
 test-faults: jars
 	$(PY) -m pytest -m faults
+
+# The live Compose test alone (also part of `make test`, which skips it without a Docker engine).
+test-compose: jars
+	$(PY) -m pytest -m compose
+
+# The images docker-compose.yml needs: present, pulled, or built here as stand-ins (root).
+standins: jars
+	$(PY) -m standins
 
 # Brings up its own cluster on other ports, runs every comparison 3 times (7 to 11 minutes
 # on 2 cores), profiles our loops and rewrites BENCHMARKS.md. BENCH_ARGS replaces the options,
