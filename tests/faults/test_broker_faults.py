@@ -1,7 +1,8 @@
 """Brokers crash or the whole cluster is away: nothing acknowledged is lost or duplicated.
 
-Producers run as real processes at full speed and log every acknowledgement; kcat, an
-independent client, then reads the topic back and is the judge of what is really there.
+Producers run as real processes at full speed and log every acknowledgement; Kafka's own Java
+console consumer, a client independent of librdkafka, then reads the topic back and is the
+judge of what is really there.
 """
 
 from __future__ import annotations
