@@ -162,19 +162,22 @@ def test_bad_records_are_logged_skipped_and_committed_past(
     placed = corpus()
     produce_raw(bootstrap, topic, [(p, c.key, c.value, c.headers) for p, c in placed])
 
-    # The witness: the topic holds exactly the corpus, in order (value and key lengths).
+    # The witness: the topic holds exactly the corpus, in order (value and key lengths, and
+    # byte for byte).
     expected: dict[tuple[int, int], Case] = {}
     for partition in range(3):
         for offset, case in enumerate(c for p, c in placed if p == partition):
             expected[(partition, offset)] = case
+    witnessed = {(p, o): (key, value) for p, o, key, value in witness_read(bootstrap, topic)}
     seen = {
-        (p, o): (-1 if value is None else len(value), -1 if key is None else len(key))
-        for p, o, key, value in witness_read(bootstrap, topic)
+        pos: (-1 if value is None else len(value), -1 if key is None else len(key))
+        for pos, (key, value) in witnessed.items()
     }
     assert seen == {
         pos: (-1 if c.value is None else len(c.value), -1 if c.key is None else len(c.key))
         for pos, c in expected.items()
     }, "the topic does not hold exactly the corpus"
+    assert witnessed == {pos: (c.key, c.value) for pos, c in expected.items()}, "not byte for byte"
     config = kafka_cluster.admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)])
     max_bytes = int(next(iter(config.values())).result(timeout=15)["max.message.bytes"].value)
     biggest = max(len(c.value or b"") for c in expected.values())
