@@ -122,6 +122,7 @@ def test_broker_hard_kill_loses_and_duplicates_nothing(
                 "stalled_partition": worst,
                 "acked_on_1_copy": one_copy,
                 "acked_offset_unknown": index.offset_unknown,
+                "witness_read_s": index.read_s,
                 "exit_codes": "/".join(map(str, codes)),
             },
         )

@@ -678,6 +678,7 @@ class TopicIndex:
         # Offsets without a record: those before the first offset, if retention ever deleted
         # the log's start (none expected here). The witness fails on gaps after it.
         self.gaps = 0
+        started = time.monotonic()
         for partition, offset, key, _ in witness_read(bootstrap, topic, False, timeout):
             hashes = self.hashes.get(partition)
             if hashes is None:
@@ -688,6 +689,7 @@ class TopicIndex:
                 self.gaps += gap
             hashes.append(hash(key))  # a null key's hash is not an empty key's
             self.count += 1
+        self.read_s = time.monotonic() - started
 
     def __len__(self) -> int:
         return self.count
