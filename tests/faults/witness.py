@@ -489,7 +489,7 @@ class PartitionReader:
         )
 
     def batches(self, chunk: int = 1 << 18) -> Iterator[list[Witnessed]]:
-        """The records as they come, in lists (one per read from the pipe); fails at the end
+        """The records as they come, in lists (one per `chunk` bytes of output); fails at the end
         if there were fewer than `count` or the tool failed."""
         stdout = self.process.stdout
         assert stdout is not None
