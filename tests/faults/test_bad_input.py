@@ -1,4 +1,4 @@
-"""Bad input: kcat writes a corpus of broken records between good ones; both consumers
+"""Bad input: a corpus of broken records is written between good ones; both consumers
 process every good record, log every bad one with its partition and offset, commit past it,
 and neither crashes nor stalls.
 
@@ -7,6 +7,9 @@ string ``message_id`` and a string ``content``. Unknown extra fields are accepte
 (forward-compatible), and size is not a criterion: a 900 KB message is valid and is processed;
 the broker's limit (max.message.bytes, ~1 MB by default) is what bounds it. Keys and headers
 are not part of the message, so garbage there does not make a record bad.
+
+The corpus is written, byte for byte, by an idempotent confluent-kafka producer in the test;
+Kafka's own Java console consumer (witness.py) then says the topic holds exactly it.
 
 The fuzzing of the codec itself (hypothesis, 2 x 10,000 examples, only MessageDecodeError
 may escape) is in tests/test_message_model.py.
@@ -33,10 +36,10 @@ from .witness import (
     Tail,
     committed_offsets,
     end_offsets,
-    kcat_produce,
-    kcat_read,
     longest_gap,
+    produce_raw,
     read_records,
+    witness_read,
 )
 
 BIG_CONTENT = 900_000  # characters; the record is ~900 KB, under the ~1 MB default limit
@@ -157,23 +160,24 @@ def test_bad_records_are_logged_skipped_and_committed_past(
     topic = fresh_topic
     bootstrap = kafka_cluster.bootstrap
     placed = corpus()
-    scratch = tmp_path / "value.bin"
-    for partition, case in placed:
-        kcat_produce(bootstrap, topic, partition, case.value, case.key, case.headers, scratch)
+    produce_raw(bootstrap, topic, [(p, c.key, c.value, c.headers) for p, c in placed])
 
-    # The witness: the topic holds exactly the corpus, in order (value and key lengths).
+    # The witness: the topic holds exactly the corpus, in order (value and key lengths, and
+    # byte for byte).
     expected: dict[tuple[int, int], Case] = {}
     for partition in range(3):
         for offset, case in enumerate(c for p, c in placed if p == partition):
             expected[(partition, offset)] = case
-    seen = {}
-    for line in kcat_read(bootstrap, topic, "%p %o %S %K\n").splitlines():
-        p, o, value_len, key_len = map(int, line.split(" "))
-        seen[(p, o)] = (value_len, key_len)
+    witnessed = {(p, o): (key, value) for p, o, key, value in witness_read(bootstrap, topic)}
+    seen = {
+        pos: (-1 if value is None else len(value), -1 if key is None else len(key))
+        for pos, (key, value) in witnessed.items()
+    }
     assert seen == {
         pos: (-1 if c.value is None else len(c.value), -1 if c.key is None else len(c.key))
         for pos, c in expected.items()
     }, "the topic does not hold exactly the corpus"
+    assert witnessed == {pos: (c.key, c.value) for pos, c in expected.items()}, "not byte for byte"
     config = kafka_cluster.admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)])
     max_bytes = int(next(iter(config.values())).result(timeout=15)["max.message.bytes"].value)
     biggest = max(len(c.value or b"") for c in expected.values())

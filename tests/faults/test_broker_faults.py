@@ -1,7 +1,8 @@
 """Brokers crash or the whole cluster is away: nothing acknowledged is lost or duplicated.
 
-Producers run as real processes at full speed and log every acknowledgement; kcat, an
-independent client, then reads the topic back and is the judge of what is really there.
+Producers run as real processes at full speed and log every acknowledgement; Kafka's own Java
+console consumer, a client independent of librdkafka, then reads the topic back and is the
+judge of what is really there.
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ def test_broker_hard_kill_loses_and_duplicates_nothing(
                 "stalled_partition": worst,
                 "acked_on_1_copy": one_copy,
                 "acked_offset_unknown": index.offset_unknown,
+                "witness_read_s": index.read_s,
                 "exit_codes": "/".join(map(str, codes)),
             },
         )

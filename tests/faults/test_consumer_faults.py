@@ -24,11 +24,11 @@ from .witness import (
     TopicContent,
     committed_offsets,
     end_offsets,
-    kcat_read,
     longest_gap,
     producer_summary,
     read_records,
     wait_until,
+    witness_read,
 )
 
 KINDS = ("batch", "single")
@@ -47,16 +47,16 @@ def unique(prefix: str) -> str:
 
 
 def produce(apps: Apps, topic: str, count: int, tmp_path: Path) -> dict[str, str]:
-    """`count` messages from one producer run; returns content -> message id as kcat sees it."""
+    """`count` messages from one producer run; returns content -> message id as the witness
+    (Kafka's own Java console consumer) sees it."""
     producer = apps.producer("producer", topic, "--count", count)
     assert producer.wait(60) == 0, producer.tail()
     acked = {r[2] for r in read_records(tmp_path / "producer.acked")}
     assert len(acked) == count
     contents = {}
-    for line in kcat_read(apps.bootstrap, topic, "%k %s\n").splitlines():
-        key, value = line.split(" ", 1)
-        contents[re.search(r'"content":"([^"]*)"', value)[1]] = key
-    assert set(contents.values()) == acked, "kcat does not see what the producer acknowledged"
+    for _, _, key, value in witness_read(apps.bootstrap, topic):
+        contents[re.search(r'"content":"([^"]*)"', value.decode())[1]] = key.decode()
+    assert set(contents.values()) == acked, "the witness does not see what the producer acked"
     return contents
 
 
@@ -160,7 +160,7 @@ def interrupt_and_restart(
             "ends": ends,
             "logs": (first_logs[kind], second[kind].log()),
         }
-    every = len(contents)  # produced, acknowledged and read back by kcat in produce()
+    every = len(contents)  # produced, acknowledged and read back by the witness in produce()
     record(figures, scenario, outcome, sent=every, acked=every, in_topic=every)
     return outcome
 

@@ -2,9 +2,11 @@
 
 - :class:`Apps` runs producer.py and the consumers as real child processes (as in Docker) and
   kills whatever is still running when the test ends, pass or fail.
-- :func:`kcat_read` and :func:`kcat_produce` use kcat, a client independent of the code under
-  test (a C program, not the Python binding), to say what is really in a topic and to write
-  records the apps would never write.
+- :func:`witness_read` (and :class:`TopicContent`, :class:`TopicIndex` on top of it) says what
+  is really in a topic with Kafka's own Java console consumer, run from the jars the local
+  cluster runs on: a client independent of librdkafka, which the code under test uses.
+- :func:`produce_raw` writes records the apps would never write (any bytes, empty and null
+  values, odd headers), exactly as given.
 - :class:`Tail` follows log files from a thread and stamps every new line with the time it
   appeared: the apps' logs carry no timestamps, and a stall is a gap between two stamps.
 - :class:`Figures` is the one line of numbers each scenario reports.
@@ -14,21 +16,25 @@ from __future__ import annotations
 
 import array
 import contextlib
+import functools
 import itertools
 import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from queue import Full, Queue
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -334,31 +340,304 @@ def committed_offsets(kafka_cluster: Any, group: str, topic: str) -> dict[int, i
 
 
 # --------------------------------------------------------------------------------------------
-# The outside witness: kcat
+# The outside witness: Kafka's own Java console consumer
 # --------------------------------------------------------------------------------------------
 
+WITNESS_LOG4J2 = Path(__file__).with_name("log4j2-witness.xml")
+CONSOLE_CONSUMER = "org.apache.kafka.tools.consumer.ConsoleConsumer"
+GET_OFFSET_SHELL = "org.apache.kafka.tools.GetOffsetShell"
+# ConsoleConsumer's --timeout-ms: it gives up after this long without a record (and exits 0).
+IDLE_TIMEOUT_S = 30.0
 
-def kcat_read(bootstrap: str, topic: str, fmt: str = "%p %o %k\n", timeout: float = 180) -> str:
-    """Everything in the topic from the beginning to its end, formatted by kcat's -f."""
-    command = ["kcat", "-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q"]
-    run = subprocess.run([*command, "-f", fmt], capture_output=True, timeout=timeout, check=False)
-    if run.returncode != 0:
-        raise AssertionError(f"kcat could not read {topic}: {run.stderr.decode(errors='replace')}")
-    return run.stdout.decode("utf-8", "surrogateescape")
+Witnessed = tuple[int, int, bytes | None, bytes | None]  # partition, offset, key, value
+
+
+@functools.cache
+def kafka_java() -> tuple[str, Path]:
+    """The java binary and the folder of Kafka's jars: the ones the local cluster runs on."""
+    from localcluster import jars
+    from localcluster.cluster import LocalCluster
+
+    return jars.require_java(), LocalCluster(say=lambda _message: None).lib()
+
+
+def java_tool(main: str, *args: str, brief: bool = False) -> list[str]:
+    """The command line of one of Kafka's Java tools; it logs warnings only, to stderr.
+    `brief`: a tool that runs for a moment, which the JIT's optimizing tier would only slow."""
+    java, lib = kafka_java()
+    return [
+        java,
+        "-Xmx512m",
+        "-XX:+UseSerialGC",  # one GC thread: the tools run next to the brokers on few cores
+        *(["-XX:TieredStopAtLevel=1"] if brief else []),
+        f"-Dlog4j2.configurationFile={WITNESS_LOG4J2}",
+        "-cp",
+        f"{lib}/*",
+        main,
+        *args,
+    ]
+
+
+def witness_offsets(bootstrap: str, topic: str, timeout: float = 90) -> dict[int, tuple[int, int]]:
+    """(first offset, end offset) of every partition of the topic, as Kafka's GetOffsetShell
+    (Java AdminClient, ListOffsets) reports them: where a read from the beginning to the end
+    starts and stops. Fails if the topic is unknown or a partition did not answer."""
+    deadline = time.monotonic() + timeout
+    pattern = re.escape(topic)  # --topic takes a regular expression (a full match)
+    args = ["--bootstrap-server", bootstrap, "--topic", pattern, "--time"]
+    runs = {
+        spec: subprocess.Popen(
+            java_tool(GET_OFFSET_SHELL, *args, spec, brief=True),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for spec in ("earliest", "latest")
+    }
+    answers: dict[str, dict[int, int]] = {}
+    try:
+        for spec, run in runs.items():
+            try:
+                out, err = run.communicate(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise AssertionError(
+                    f"GetOffsetShell gave no {spec} offsets of {topic} in {timeout:.0f} s"
+                ) from None
+            offsets = {}
+            for line in out.decode().splitlines():
+                name, partition, offset = line.rsplit(":", 2)
+                if name == topic:
+                    offsets[int(partition)] = int(offset)
+            errors = err.decode(errors="replace")
+            # A partition whose offset it could not get is left out with "Skip getting offsets
+            # for topic-partition ..." on stderr, and the exit status is still 0.
+            if run.returncode != 0 or not offsets or "Skip getting offsets" in errors:
+                raise AssertionError(
+                    f"GetOffsetShell could not get the {spec} offsets of {topic}"
+                    f" (exit status {run.returncode}, got {offsets}):\n{errors}"
+                )
+            answers[spec] = offsets
+    finally:
+        for run in runs.values():
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+    first, end = answers["earliest"], answers["latest"]
+    if set(first) != set(end) or set(end) != set(range(len(end))):
+        raise AssertionError(f"partitions of {topic} missing: first offsets {first}, ends {end}")
+    return {p: (first[p], end[p]) for p in sorted(end)}
+
+
+class PartitionReader:
+    """Reads exactly `count` records of one partition, from offset `start`, with Kafka's own
+    ConsoleConsumer: a Java client, independent of librdkafka (which the apps use).
+
+    ConsoleConsumer is given the partition (--partition, --offset): it joins no group and
+    commits nothing. --max-messages stops it after `count` records; --timeout-ms
+    (`idle_timeout`) ends it when no record came for that long, and it then exits with 0 all
+    the same, so the number of records is what says whether it got to the end: fewer fail.
+
+    Its DefaultMessageFormatter writes each record as ``Offset:<n><sep><key>[<sep><value>]<end>``
+    with the key's and value's bytes as they are, and a null one as the null literal. The
+    separator, the end and the null literal are random tokens drawn for this read, after the
+    records were written: a record holding one has a chance of 2**-64, so any bytes (newlines,
+    tabs, the word "null", non-UTF-8) come back exact. Each offset must be the one after the
+    previous, starting at `start`: the output is checked, not trusted.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        partition: int,
+        start: int,
+        count: int,
+        values: bool = True,
+        idle_timeout: float = IDLE_TIMEOUT_S,
+    ) -> None:
+        self.topic, self.partition, self.start, self.count = topic, partition, start, count
+        self.values = values
+        self.idle_timeout = idle_timeout
+        self.received = 0
+        self.killed = False
+        token = secrets.token_hex(8)
+        self.sep, self.end, self.null = (f"~{token}~{m}~".encode() for m in "sen")
+        formatting = {
+            "print.offset": "true",
+            "print.key": "true",
+            "print.value": str(values).lower(),  # false: no value, nor its separator
+            "print.partition": "false",
+            "print.timestamp": "false",
+            "print.headers": "false",
+            "key.separator": self.sep.decode(),  # between all the fields printed
+            "line.separator": self.end.decode(),
+            "null.literal": self.null.decode(),
+        }
+        args = [
+            "--bootstrap-server", bootstrap, "--topic", topic,
+            "--partition", str(partition), "--offset", str(start),
+            "--max-messages", str(count), "--timeout-ms", str(int(idle_timeout * 1000)),
+        ]  # fmt: skip
+        for name, value in formatting.items():
+            args += ["--formatter-property", f"{name}={value}"]
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
+        self.process = subprocess.Popen(
+            java_tool(CONSOLE_CONSUMER, *args),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+        )
+
+    def batches(self, chunk: int = 1 << 18) -> Iterator[list[Witnessed]]:
+        """The records as they come, in lists (one per `chunk` bytes of output); fails at the end
+        if there were fewer than `count` or the tool failed."""
+        stdout = self.process.stdout
+        assert stdout is not None
+        sep, end, null, width = self.sep, self.end, self.null, 3 if self.values else 2
+        partition, offset, partial = self.partition, self.start, b""
+        while data := stdout.read(chunk):  # blocks for a whole chunk: few, big parses
+            records = (partial + data).split(end)
+            partial = records.pop()
+            batch: list[Witnessed] = []
+            for record in records:
+                fields = record.split(sep, 2)
+                if len(fields) != width or fields[0] != b"Offset:%d" % offset:
+                    raise self.failure(f"unexpected output where offset {offset} was due:"
+                                       f" {record[:300]!r}")  # fmt: skip
+                key = None if fields[1] == null else fields[1]
+                value = None if width == 2 or fields[2] == null else fields[2]
+                batch.append((partition, offset, key, value))
+                offset += 1
+            self.received = offset - self.start
+            yield batch
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise self.failure("it closed its output but did not exit") from None
+        if partial:
+            raise self.failure(f"its output ends inside a record: {partial[:300]!r}")
+        if self.received < self.count:
+            idle = f"it ended early (it gives up after {self.idle_timeout:.0f} s without a record)"
+            raise self.failure("killed at the read's time limit" if self.killed else idle)
+        if self.process.returncode != 0:
+            raise self.failure(f"exit status {self.process.returncode}")
+
+    def failure(self, what: str) -> AssertionError:
+        self.kill()
+        self.stderr.seek(0)
+        errors = self.stderr.read().decode(errors="replace").strip().splitlines()
+        return AssertionError(
+            f"Kafka's ConsoleConsumer read {self.received} of the {self.count} records of"
+            f" {self.topic} [{self.partition}] from offset {self.start}: {what}"
+            "\n--- its stderr ends with:\n" + "\n".join(errors[-30:])
+        )
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.killed = True
+            self.process.kill()
+
+    def close(self) -> None:
+        self.kill()
+        self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self.stderr.close()
+
+
+def witness_read(
+    bootstrap: str, topic: str, values: bool = True, timeout: float = 180
+) -> Iterator[Witnessed]:
+    """Every record of the topic from the beginning to the end, as Kafka's own Java console
+    consumer reads it: (partition, offset, key, value), key and value as bytes (None if null),
+    in offset order within each partition.
+
+    The first and end offsets come first (:func:`witness_offsets`); then one ConsoleConsumer
+    per non-empty partition (:class:`PartitionReader`) reads exactly up to its end, all at
+    once, each parsed on a thread of its own. The records stream: a caller that keeps little
+    of each reads millions in little memory. Fails (AssertionError, with the tool's stderr) if
+    a partition comes back short or the whole read takes more than `timeout` seconds.
+    ``values=False`` leaves the values out (None), for callers that need only the keys.
+    """
+    deadline = time.monotonic() + timeout
+    ranges = witness_offsets(bootstrap, topic, timeout)
+    readers: list[PartitionReader] = []
+    try:
+        for partition, (first, end) in ranges.items():
+            if end > first:
+                readers.append(
+                    PartitionReader(bootstrap, topic, partition, first, end - first, values)
+                )
+    except BaseException:
+        for reader in readers:
+            reader.close()
+        raise
+    yield from merged(readers, deadline - time.monotonic())
+
+
+def merged(readers: list[PartitionReader], timeout: float) -> Iterator[Witnessed]:
+    """The readers' records as they come, each reader parsed on its own thread; all readers
+    are killed when `timeout` runs out, and when the caller stops early or one fails."""
+    batches: Queue[list[Witnessed] | BaseException | None] = Queue(maxsize=4 * len(readers) + 1)
+    stop = threading.Event()
+
+    def put(item: list[Witnessed] | BaseException | None) -> None:
+        while not stop.is_set():  # the queue is bounded: wait for room, unless abandoned
+            with contextlib.suppress(Full):
+                batches.put(item, timeout=0.2)
+                return
+
+    def pump(reader: PartitionReader) -> None:
+        try:
+            for batch in reader.batches():
+                put(batch)
+            put(None)
+        except BaseException as exc:
+            put(exc)
+
+    threads = [
+        threading.Thread(target=pump, args=(r,), name=f"witness-{r.partition}", daemon=True)
+        for r in readers
+    ]
+    limit = threading.Timer(max(0.0, timeout), lambda: [r.kill() for r in readers])
+    limit.daemon = True
+    limit.start()
+    for thread in threads:
+        thread.start()
+    try:
+        running = len(threads)
+        while running:
+            item = batches.get()
+            if item is None:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield from item
+    finally:
+        stop.set()
+        limit.cancel()
+        for reader in readers:
+            reader.kill()
+        for thread in threads:
+            thread.join(10)
+        for reader in readers:
+            reader.close()
 
 
 @dataclass
 class TopicContent:
-    """What kcat found in a topic: the key at each (partition, offset)."""
+    """What the witness found in a topic: the key at each (partition, offset), decoded as UTF-8
+    (undecodable bytes kept as surrogates; None for a null key)."""
 
-    keys: dict[tuple[int, int], str]
+    keys: dict[tuple[int, int], str | None]
 
     @classmethod
     def read(cls, bootstrap: str, topic: str) -> TopicContent:
         keys = {}
-        for line in kcat_read(bootstrap, topic).splitlines():
-            partition, offset, key = line.split(" ", 2)
-            keys[(int(partition), int(offset))] = key
+        for partition, offset, key, _ in witness_read(bootstrap, topic, values=False):
+            text = None if key is None else key.decode("utf-8", "surrogateescape")
+            keys[(partition, offset)] = text
         return cls(keys)
 
     def __len__(self) -> int:
@@ -384,39 +663,33 @@ class TopicContent:
 
 
 class TopicIndex:
-    """What kcat finds in a big topic, in little memory: per partition, the hash of the key
-    at each offset (8 bytes a record instead of ~150 for a dict entry).
+    """What the witness finds in a big topic, in little memory: per partition, the hash of the
+    key at each offset (8 bytes a record instead of ~150 for a dict entry).
 
-    For millions of records. Two different keys have the same 64-bit hash with a
-    probability of 2**-64, so "the acknowledged key is at its offset" stays a real check.
+    For millions of records: they stream from :func:`witness_read` (keys only). Two different
+    keys have the same 64-bit hash with a probability of 2**-64, so "the acknowledged key is
+    at its offset" stays a real check.
     """
 
     def __init__(self, bootstrap: str, topic: str, timeout: float = 300) -> None:
         self.hashes: dict[int, array.array] = {}
         self.count = 0
         self.offset_unknown = 0  # set by check()
-        self.gaps = 0  # offsets without a record (none expected: no compaction, no txns)
-        command = ["kcat", "-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q"]
-        with subprocess.Popen(
-            [*command, "-f", "%p %o %k\n"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        ) as kcat:
-            timer = threading.Timer(timeout, kcat.kill)
-            timer.start()
-            try:
-                for line in kcat.stdout:  # type: ignore[union-attr]
-                    partition, offset, key = line.rstrip(b"\n").split(b" ", 2)
-                    hashes = self.hashes.setdefault(int(partition), array.array("q"))
-                    gap = int(offset) - len(hashes)
-                    if gap > 0:
-                        hashes.extend([0] * gap)
-                        self.gaps += gap
-                    hashes.append(hash(key))
-                    self.count += 1
-            finally:
-                timer.cancel()
-            errors = kcat.stderr.read().decode(errors="replace")  # type: ignore[union-attr]
-        if kcat.returncode != 0:
-            raise AssertionError(f"kcat could not read {topic} ({kcat.returncode}): {errors}")
+        # Offsets without a record: those before the first offset, if retention ever deleted
+        # the log's start (none expected here). The witness fails on gaps after it.
+        self.gaps = 0
+        started = time.monotonic()
+        for partition, offset, key, _ in witness_read(bootstrap, topic, False, timeout):
+            hashes = self.hashes.get(partition)
+            if hashes is None:
+                hashes = self.hashes[partition] = array.array("q")
+            gap = offset - len(hashes)
+            if gap > 0:
+                hashes.extend([0] * gap)
+                self.gaps += gap
+            hashes.append(hash(key))  # a null key's hash is not an empty key's
+            self.count += 1
+        self.read_s = time.monotonic() - started
 
     def __len__(self) -> int:
         return self.count
@@ -456,39 +729,48 @@ class TopicIndex:
         return acked, missing
 
 
-def kcat_produce(
-    bootstrap: str,
-    topic: str,
-    partition: int,
-    value: bytes | None,
-    key: bytes | None,
-    headers: Iterable[bytes],
-    scratch: Path,
-) -> None:
-    """Write one record with kcat, exactly as given: any bytes, an empty or a null value.
+# partition, key, value, headers
+RawRecord = tuple[int, bytes | None, bytes | None, Iterable[bytes]]
 
-    kcat sends a file given as argument as one message, whatever bytes it holds; an empty
-    file sends nothing, so empty and null values go through stdin as ``<key>|`` (with -Z an
-    empty value becomes NULL, a tombstone).
+
+def produce_raw(
+    bootstrap: str, topic: str, records: Iterable[RawRecord], timeout: float = 60
+) -> None:
+    """Writes records exactly as given, in order, each to its partition: any bytes, an empty
+    value, or None for a null value (a tombstone). Headers are ``name=value`` (``name`` alone
+    for a null value) with any bytes as the value.
+
+    An idempotent confluent-kafka Producer, in-process: the writer need not be independent of
+    the code under test, only the reader (:func:`witness_read`) that checks what was written.
+    Idempotence keeps each partition's order through retries. Fails unless every record was
+    acknowledged.
     """
-    command: list[str | bytes] = ["kcat", "-b", bootstrap, "-P", "-t", topic, "-p", str(partition)]
-    command += ["-X", "enable.idempotence=true"]
-    for header in headers:
-        command += ["-H", header]
-    stdin = None
-    if value:
-        scratch.write_bytes(value)
-        if key is not None:
-            command += ["-k", key]
-        command.append(str(scratch))
-    else:
-        if key is None or b"|" in key or b"\n" in key:
-            raise ValueError("an empty or null value needs a key without '|' or newline")
-        command += ["-K", "|", *(["-Z"] if value is None else [])]
-        stdin = key + b"|\n"
-    run = subprocess.run(command, input=stdin, capture_output=True, timeout=30, check=False)
-    if run.returncode != 0:
-        raise AssertionError(f"kcat could not produce: {run.stderr.decode(errors='replace')}")
+    from confluent_kafka import Producer
+
+    failed: list[str] = []
+
+    def delivered(error: Any, message: Any) -> None:
+        if error is not None:
+            failed.append(f"[{message.partition()}] {error}")
+
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    sent = 0
+    for partition, key, value, headers in records:
+        pairs = []
+        for header in headers:
+            name, has_value, data = header.partition(b"=")
+            pairs.append((name.decode(), data if has_value else None))
+        producer.produce(
+            topic, value, key, partition=partition, headers=pairs, on_delivery=delivered
+        )
+        producer.poll(0)
+        sent += 1
+    left = producer.flush(timeout)
+    if left or failed:
+        raise AssertionError(
+            f"{sent - left - len(failed)} of {sent} records acknowledged in {topic};"
+            f" {left} not delivered within {timeout:.0f} s; failed: {failed}"
+        )
 
 
 # --------------------------------------------------------------------------------------------
