@@ -15,9 +15,9 @@ import pytest
 import yaml
 from confluent_kafka import Consumer, KafkaError, Producer
 
-from localcluster import admin
+from localcluster import admin, compose
 from localcluster.cluster import LocalCluster
-from localcluster.nodes import error_lines, port_in_use
+from localcluster.nodes import error_lines, local_properties, port_in_use
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,6 +200,52 @@ def test_broker_dying_on_start_is_reported_with_its_log(kafka_cluster, tmp_path)
         assert "Traceback" not in result.stderr
     finally:
         run_cli("down", "--wipe", "--timeout", "5", env=env)
+
+
+# Loopback ports standing for the Docker listeners, fixed so the final properties are too.
+FIXED_PORTS = {
+    "kafka-0:9092": 20000, "kafka-0:9093": 20001, "kafka-0:9094": 9094,
+    "kafka-1:9092": 20002, "kafka-1:9093": 20003, "kafka-1:9095": 9095,
+    "kafka-2:9092": 20004, "kafka-2:9093": 20005, "kafka-2:9096": 9096,
+}  # fmt: skip
+SHARED_PROPERTIES = {
+    "auto.create.topics.enable": "false",
+    "controller.listener.names": "CONTROLLER",
+    "controller.quorum.voters": "0@127.0.0.1:20001,1@127.0.0.1:20003,2@127.0.0.1:20005",
+    "default.replication.factor": "2",
+    "group.initial.rebalance.delay.ms": "0",
+    "inter.broker.listener.name": "INTERNAL",
+    "listener.security.protocol.map": "INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT,EXTERNAL:PLAINTEXT",
+    "min.insync.replicas": "1",
+    "num.partitions": "3",
+    "offsets.topic.replication.factor": "3",
+    "process.roles": "broker,controller",
+    "transaction.state.log.min.isr": "2",
+    "transaction.state.log.replication.factor": "3",
+}
+
+
+def expected_properties(node_id: int, data_dir: Path) -> dict[str, str]:
+    internal, controller, external = 20000 + 2 * node_id, 20001 + 2 * node_id, 9094 + node_id
+    return {
+        **SHARED_PROPERTIES,
+        "node.id": str(node_id),
+        "listeners": f"INTERNAL://127.0.0.1:{internal},CONTROLLER://127.0.0.1:{controller},"
+        f"EXTERNAL://127.0.0.1:{external}",
+        "advertised.listeners": f"INTERNAL://127.0.0.1:{internal},EXTERNAL://localhost:{external}",
+        "log.dirs": str(data_dir),
+    }
+
+
+@pytest.mark.parametrize("node_id", [0, 1, 2])
+def test_final_properties_of_the_compose_brokers(node_id, tmp_path):
+    """The server.properties each broker of the real docker-compose.yml runs with: its KAFKA_*
+    environment as properties, Docker addresses mapped to loopback, KAFKA_HEAP_OPTS left out."""
+    model = compose.load(ROOT / "docker-compose.yml")
+    broker = model.brokers[node_id]
+    data_dir = tmp_path / broker.service / "data"
+    properties = local_properties(broker, FIXED_PORTS, data_dir)
+    assert properties == expected_properties(node_id, data_dir)
 
 
 def test_error_excerpt_is_the_error_records_not_info_lines_naming_an_exception():
