@@ -15,9 +15,16 @@ import pytest
 import yaml
 from confluent_kafka import Consumer, KafkaError, Producer
 
-from localcluster import admin, compose
+from localcluster import admin, compose, jars
 from localcluster.cluster import LocalCluster
-from localcluster.nodes import error_lines, local_properties, port_in_use
+from localcluster.errors import ClusterError
+from localcluster.nodes import (
+    ALREADY_FORMATTED,
+    Node,
+    error_lines,
+    local_environment,
+    port_in_use,
+)
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parent.parent
@@ -237,15 +244,88 @@ def expected_properties(node_id: int, data_dir: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("node_id", [0, 1, 2])
-def test_final_properties_of_the_compose_brokers(node_id, tmp_path):
-    """The server.properties each broker of the real docker-compose.yml runs with: its KAFKA_*
-    environment as properties, Docker addresses mapped to loopback, KAFKA_HEAP_OPTS left out."""
+def read_properties(path: Path) -> dict[str, str]:
+    lines = path.read_text().splitlines()
+    pairs = [line.split("=", 1) for line in lines if line.strip() and not line.startswith("#")]
+    return {key: value for key, value in pairs}
+
+
+@pytest.fixture(scope="module")
+def java_and_lib() -> tuple[str, Path]:
     model = compose.load(ROOT / "docker-compose.yml")
-    broker = model.brokers[node_id]
-    data_dir = tmp_path / broker.service / "data"
-    properties = local_properties(broker, FIXED_PORTS, data_dir)
-    assert properties == expected_properties(node_id, data_dir)
+    cache = Path(os.environ.get("LOCALCLUSTER_CACHE") or ROOT / ".cache")
+    return jars.require_java(), jars.ensure_jars(cache, model.kafka_version, print)
+
+
+def setup(node: Node, java_and_lib: tuple[str, Path], environment: dict[str, str]) -> None:
+    java, lib = java_and_lib
+    node.finish_setup(node.begin_setup(java, lib, environment))
+
+
+def test_wrapper_writes_todays_properties_for_the_compose_brokers(
+    java_and_lib, tmp_path, monkeypatch
+):
+    """Kafka's KafkaDockerWrapper, run on each broker of the real docker-compose.yml with the
+    Docker addresses mapped to loopback, writes exactly the properties localcluster's own
+    translation gave before it (the fixed set above): the KAFKA_* variables as properties,
+    KAFKA_HEAP_OPTS left out, and nothing from the host's environment."""
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "localhost:9094")  # exported for the apps
+    model = compose.load(ROOT / "docker-compose.yml")
+    nodes = [Node(broker, tmp_path) for broker in model.brokers]
+    java, lib = java_and_lib
+    envs = [local_environment(node.broker, FIXED_PORTS, node.data_dir) for node in nodes]
+    runs = [node.begin_setup(java, lib, env) for node, env in zip(nodes, envs, strict=True)]
+    for node, run in zip(nodes, runs, strict=True):
+        node.finish_setup(run)
+
+    actual = {node.name: read_properties(node.properties_file) for node in nodes}
+    expected = {node.name: expected_properties(node.node_id, node.data_dir) for node in nodes}
+    assert actual == expected
+    assert [node.broker.heap_opts for node in nodes] == [["-Xms512m", "-Xmx512m"]] * 3
+    for node in nodes:  # the wrapper formatted the storage with the compose file's CLUSTER_ID
+        meta = read_properties(node.data_dir / "meta.properties")
+        assert (meta["cluster.id"], meta["node.id"]) == (model.cluster_id, str(node.node_id))
+
+
+def test_wrapper_setup_again_keeps_the_formatted_storage(java_and_lib, tmp_path):
+    """A restart with the data kept: the wrapper's format step finds the storage formatted and
+    fails, as in the image, whose start-up script lets that pass; so does localcluster."""
+    node = Node(compose.load(ROOT / "docker-compose.yml").brokers[0], tmp_path)
+    environment = local_environment(node.broker, FIXED_PORTS, node.data_dir)
+    setup(node, java_and_lib, environment)
+    meta = (node.data_dir / "meta.properties").read_bytes()
+    changed = {**environment, "KAFKA_NUM_PARTITIONS": "4"}
+    setup(node, java_and_lib, changed)
+    assert read_properties(node.properties_file)["num.partitions"] == "4"
+    assert (node.data_dir / "meta.properties").read_bytes() == meta
+    assert ALREADY_FORMATTED in (node.config_dir / "setup.log").read_text()
+
+
+def test_wrapper_failure_is_one_clear_line(java_and_lib, tmp_path):
+    node = Node(compose.load(ROOT / "docker-compose.yml").brokers[1], tmp_path)
+    environment = local_environment(node.broker, FIXED_PORTS, node.data_dir)
+    environment["KAFKA_PROCESS_ROLES"] = "broker,bogus"
+    with pytest.raises(ClusterError) as failure:
+        setup(node, java_and_lib, environment)
+    message = str(failure.value)
+    assert message.startswith("kafka-1: kafka.docker.KafkaDockerWrapper setup failed: "), message
+    assert "Invalid value bogus for configuration process.roles" in message, message
+    assert "\n" not in message and "\tat " not in message, message
+
+
+def test_up_stops_at_a_failed_wrapper_with_one_line(tmp_path):
+    env = second_cluster(tmp_path, {"KAFKA_PROCESS_ROLES": "broker,bogus"})
+    try:
+        result = run_cli("up", "--timeout", "60", env=env)
+        assert result.returncode == 1
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("localcluster: error: kafka-1: kafka.docker.KafkaDockerWrapper"), (
+            result.stderr
+        )
+        assert "process.roles" in last and "Traceback" not in result.stderr, result.stderr
+        assert "started kafka-" not in result.stderr, "no broker starts on a failed setup"
+    finally:
+        run_cli("down", "--wipe", "--timeout", "5", env=env)
 
 
 def test_error_excerpt_is_the_error_records_not_info_lines_naming_an_exception():
