@@ -12,6 +12,8 @@ their properties from the same code.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import signal
@@ -94,6 +96,11 @@ class Node:
         return self.config_dir / "server.properties"
 
     @property
+    def setup_record(self) -> Path:
+        """What the last successful setup ran with, to skip an unchanged one on restart."""
+        return self.config_dir / "localcluster-setup.json"
+
+    @property
     def log_file(self) -> Path:
         return self.dir / "server.log"
 
@@ -156,6 +163,24 @@ class Node:
 
     # --- server.properties and storage: KafkaDockerWrapper ------------------------------------
 
+    def _setup_inputs(self, lib: Path, environment: dict[str, str]) -> dict:
+        written = self.properties_file.read_bytes() if self.properties_file.exists() else b""
+        return {
+            "classpath": str(lib),
+            "environment": environment,
+            "server.properties sha256": hashlib.sha256(written).hexdigest(),
+        }
+
+    def setup_current(self, lib: Path, environment: dict[str, str]) -> bool:
+        """Whether the last setup ran with these jars and this environment, its server.properties
+        is as it wrote it, and the storage is formatted: then running it again would change
+        nothing (its format step would only find the storage formatted)."""
+        try:
+            record = json.loads(self.setup_record.read_text())
+        except (FileNotFoundError, ValueError):
+            return False
+        return self.formatted() and record == self._setup_inputs(lib, environment)
+
     def begin_setup(self, java: str, lib: Path, environment: dict[str, str]) -> subprocess.Popen:
         """Starts ``KafkaDockerWrapper setup`` on the node's local environment.
 
@@ -165,6 +190,7 @@ class Node:
         its default server.properties either.
         """
         self.config_dir.mkdir(parents=True, exist_ok=True)
+        self.setup_record.unlink(missing_ok=True)
         self.properties_file.unlink(missing_ok=True)  # so that a file found after it is its own
         no_files = self.dir / "no-configs"  # an empty folder, as /mnt/shared/config in the image
         no_files.mkdir(exist_ok=True)
@@ -183,7 +209,7 @@ class Node:
             text=True,
         )
 
-    def finish_setup(self, run: subprocess.Popen) -> None:
+    def finish_setup(self, run: subprocess.Popen, lib: Path, environment: dict[str, str]) -> None:
         """Waits for the setup; ClusterError with the wrapper's error line if it failed.
 
         A storage already formatted is not a failure: the properties are written before the
@@ -204,6 +230,9 @@ class Node:
             )
         if not self.properties_file.exists():
             raise ClusterError(f"{self.name}: {DOCKER_WRAPPER} setup wrote no server.properties")
+        self.setup_record.write_text(
+            json.dumps(self._setup_inputs(lib, environment), indent=2, sort_keys=True)
+        )
 
     def jvm_command(self, java: str, lib: Path, main: str, *args: str) -> list[str]:
         return [

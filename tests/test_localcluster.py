@@ -259,7 +259,7 @@ def java_and_lib() -> tuple[str, Path]:
 
 def setup(node: Node, java_and_lib: tuple[str, Path], environment: dict[str, str]) -> None:
     java, lib = java_and_lib
-    node.finish_setup(node.begin_setup(java, lib, environment))
+    node.finish_setup(node.begin_setup(java, lib, environment), lib, environment)
 
 
 def test_wrapper_writes_todays_properties_for_the_compose_brokers(
@@ -275,8 +275,8 @@ def test_wrapper_writes_todays_properties_for_the_compose_brokers(
     java, lib = java_and_lib
     envs = [local_environment(node.broker, FIXED_PORTS, node.data_dir) for node in nodes]
     runs = [node.begin_setup(java, lib, env) for node, env in zip(nodes, envs, strict=True)]
-    for node, run in zip(nodes, runs, strict=True):
-        node.finish_setup(run)
+    for node, env, run in zip(nodes, envs, runs, strict=True):
+        node.finish_setup(run, lib, env)
 
     actual = {node.name: read_properties(node.properties_file) for node in nodes}
     expected = {node.name: expected_properties(node.node_id, node.data_dir) for node in nodes}
@@ -285,6 +285,7 @@ def test_wrapper_writes_todays_properties_for_the_compose_brokers(
     for node in nodes:  # the wrapper formatted the storage with the compose file's CLUSTER_ID
         meta = read_properties(node.data_dir / "meta.properties")
         assert (meta["cluster.id"], meta["node.id"]) == (model.cluster_id, str(node.node_id))
+        assert node.setup_current(lib, local_environment(node.broker, FIXED_PORTS, node.data_dir))
 
 
 def test_wrapper_setup_again_keeps_the_formatted_storage(java_and_lib, tmp_path):
@@ -295,10 +296,14 @@ def test_wrapper_setup_again_keeps_the_formatted_storage(java_and_lib, tmp_path)
     setup(node, java_and_lib, environment)
     meta = (node.data_dir / "meta.properties").read_bytes()
     changed = {**environment, "KAFKA_NUM_PARTITIONS": "4"}
+    assert not node.setup_current(java_and_lib[1], changed)
     setup(node, java_and_lib, changed)
     assert read_properties(node.properties_file)["num.partitions"] == "4"
     assert (node.data_dir / "meta.properties").read_bytes() == meta
     assert ALREADY_FORMATTED in (node.config_dir / "setup.log").read_text()
+    assert node.setup_current(java_and_lib[1], changed)
+    node.properties_file.write_text("edited=by hand\n")  # an edited file is written again
+    assert not node.setup_current(java_and_lib[1], changed)
 
 
 def test_wrapper_failure_is_one_clear_line(java_and_lib, tmp_path):
