@@ -213,7 +213,9 @@ class Node:
         """Waits for the setup; ClusterError with the wrapper's error line if it failed.
 
         A storage already formatted is not a failure: the properties are written before the
-        format step, and the image's start-up script lets the same message pass.
+        format step, and the image's start-up script lets the same message pass. (It looks in
+        all the output; here only the error output counts, where the wrapper prints it, not the
+        INFO records of a failed run.)
         """
         try:
             out, err = run.communicate(timeout=SETUP_TIMEOUT)
@@ -224,7 +226,7 @@ class Node:
                 f"{self.name}: {DOCKER_WRAPPER} setup did not finish in {SETUP_TIMEOUT:.0f}s"
             ) from None
         (self.config_dir / "setup.log").write_text(out + err)
-        if run.returncode != 0 and ALREADY_FORMATTED not in (out + err).lower():
+        if run.returncode != 0 and ALREADY_FORMATTED not in err.lower():
             raise ClusterError(
                 f"{self.name}: {DOCKER_WRAPPER} setup failed: {last_error_line(err or out)}"
             )
