@@ -178,7 +178,7 @@ def test_broker_dying_on_start_is_started_once_more(kafka_cluster, tmp_path, mon
         text=True,
     )
     try:
-        # The broker's own log begins (storage formatting, same marker, does not write it).
+        # The broker's own log begins (KafkaDockerWrapper setup, same marker, does not write it).
         deadline = time.monotonic() + 60
         while kafka_1.log_size() == 0 and up.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
