@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return commands[args.command](LocalCluster(say=say), args)
     except ClusterError as exc:
-        console.print(f"localcluster: error: {exc}", markup=False)
+        console.print(f"localcluster: error: {exc}", markup=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         console.print("localcluster: interrupted", markup=False)

@@ -16,11 +16,12 @@ from pathlib import Path
 from localcluster import admin, compose, jars
 from localcluster.errors import ClusterError
 from localcluster.nodes import (
+    DOCKER_WRAPPER,
     LOOPBACK,
     Node,
     error_lines,
     listening_ports,
-    local_properties,
+    local_environment,
     localize,
     plan_ports,
     port_in_use,
@@ -127,9 +128,7 @@ class LocalCluster:
                         f"port {port} ({what}) is already in use by another process:"
                         " stop it, or the other Kafka, before `up`"
                     )
-        for node in self.nodes:
-            node.write_properties(local_properties(node.broker, ports, node.data_dir))
-        self._format(java, lib, [n for n in stopped if not n.formatted()])
+        self._setup(java, lib, stopped, ports)
 
         offsets = {}
         self._restarted = set()
@@ -179,21 +178,32 @@ class LocalCluster:
     def _progress(self, message: str) -> None:
         self.say(f"[{time.monotonic() - self._started:5.1f}s] {message}")
 
-    def _format(self, java: str, lib: Path, nodes: list[Node]) -> None:
-        if not nodes:
-            return
-        self._progress(f"formatting storage of {', '.join(n.name for n in nodes)}")
-        runs = []
+    def _setup(self, java: str, lib: Path, nodes: list[Node], ports: dict[str, int]) -> None:
+        """server.properties from the compose environment, and the storage formatted if new, by
+        Kafka's KafkaDockerWrapper as in the image (nodes.py); in parallel, one JVM per node.
+
+        A node whose last setup had the same jars and environment, and whose server.properties
+        and storage are as that setup left them, is skipped: its JVM would change nothing, and
+        three of them add seconds to every restart on a 2-core machine.
+        """
+        pending = []
         for node in nodes:
-            args = ["format", "-t", self.model.cluster_id, "-c", str(node.properties_file)]
-            command = node.jvm_command(java, lib, "kafka.tools.StorageTool", *args)
-            command.append("--ignore-formatted")
-            output = subprocess.PIPE
-            runs.append((node, subprocess.Popen(command, stdout=output, stderr=output, text=True)))
-        for node, run in runs:
-            out, err = run.communicate(timeout=120)
-            if run.returncode != 0:
-                raise ClusterError(f"formatting {node.name} failed:\n{(out + err).strip()[-2000:]}")
+            environment = local_environment(node.broker, ports, node.data_dir)
+            if not node.setup_current(lib, environment):
+                pending.append((node, environment))
+        if not pending:
+            return
+        names = ", ".join(node.name for node, _ in pending)
+        self._progress(f"{DOCKER_WRAPPER} setup of {names} (server.properties, storage)")
+        runs = [(node, env, node.begin_setup(java, lib, env)) for node, env in pending]
+        try:
+            for node, environment, run in runs:
+                node.finish_setup(run, lib, environment)
+        finally:
+            for _, _, run in runs:
+                if run.poll() is None:
+                    run.kill()
+                    run.wait()
 
     def _check_alive(self, nodes: list[Node], offsets: dict[str, int]) -> None:
         """A node that exits during start-up is started once more, as docker-compose's

@@ -1,9 +1,15 @@
 """Reads docker-compose.yml into what the local cluster needs.
 
 docker-compose.yml is the single source of truth: the Kafka version comes from the apache/kafka
-image tag, each broker's server properties from its KAFKA_* environment (translated the way the
-official image does it), the topic shape from the kafka-init service, and the apps to run in
-`demo` from the services that are built from the Dockerfile.
+image tag, each broker's server properties from its KAFKA_* environment, the topic shape from the
+kafka-init service, and the apps to run in `demo` from the services that are built from the
+Dockerfile.
+
+The KAFKA_* -> server.properties translation is not done here: nodes.py runs the official image's
+own code for it, Kafka's KafkaDockerWrapper. This module keeps each broker's environment as it is
+and reads only what localcluster needs before the wrapper runs or besides it: KAFKA_NODE_ID,
+KAFKA_LISTENERS and KAFKA_ADVERTISED_LISTENERS (to plan loopback ports), and KAFKA_HEAP_OPTS for
+the JVM (the wrapper leaves it out of the properties, as the image's launcher reads it).
 """
 
 from __future__ import annotations
@@ -17,17 +23,6 @@ import yaml
 from localcluster.errors import ClusterError
 
 KAFKA_IMAGE = "apache/kafka"
-
-# Variables the image's launcher reads itself instead of turning them into server properties.
-RUNTIME_VARIABLES = {
-    "KAFKA_HEAP_OPTS",
-    "KAFKA_OPTS",
-    "KAFKA_JVM_PERFORMANCE_OPTS",
-    "KAFKA_GC_LOG_OPTS",
-    "KAFKA_LOG4J_OPTS",
-    "KAFKA_JMX_OPTS",
-    "KAFKA_DEBUG",
-}
 
 LISTENER_RE = re.compile(r"^(?P<name>[A-Za-z0-9_]+)://(?P<host>[^:,]*):(?P<port>\d+)$")
 
@@ -46,14 +41,14 @@ class BrokerService:
     service: str
     hostname: str
     node_id: int
-    properties: dict[str, str]
+    environment: dict[str, str]  # as the container gets it: CLUSTER_ID and KAFKA_* variables
     heap_opts: list[str]
 
     def listeners(self) -> list[Listener]:
-        return parse_listeners(self.properties.get("listeners", ""))
+        return parse_listeners(self.environment.get("KAFKA_LISTENERS", ""))
 
     def advertised(self) -> list[Listener]:
-        return parse_listeners(self.properties.get("advertised.listeners", ""))
+        return parse_listeners(self.environment.get("KAFKA_ADVERTISED_LISTENERS", ""))
 
 
 @dataclass
@@ -93,12 +88,6 @@ class ComposeModel:
 
     def broker_hostnames(self) -> dict[str, BrokerService]:
         return {b.hostname: b for b in self.brokers}
-
-
-def env_to_property(variable: str) -> str:
-    """KAFKA_LOG_DIRS -> log.dirs, as the image does: ``___`` -> ``-``, ``__`` -> ``_``."""
-    name = variable.removeprefix("KAFKA_").lower()
-    return name.replace("___", "-").replace("__", "\0").replace("_", ".").replace("\0", "_")
 
 
 def parse_listeners(value: str) -> list[Listener]:
@@ -144,17 +133,12 @@ def load(path: Path) -> ComposeModel:
             continue
         versions.add(_kafka_version(image))
         cluster_ids.add(env.get("CLUSTER_ID", ""))
-        properties = {
-            env_to_property(key): value
-            for key, value in env.items()
-            if key.startswith("KAFKA_") and key not in RUNTIME_VARIABLES
-        }
         brokers.append(
             BrokerService(
                 service=name,
                 hostname=str(service.get("hostname") or name),
                 node_id=int(env["KAFKA_NODE_ID"]),
-                properties=properties,
+                environment=env,
                 heap_opts=env.get("KAFKA_HEAP_OPTS", "-Xms512m -Xmx512m").split(),
             )
         )

@@ -2,10 +2,18 @@
 
 Processes are found by a marker in their command line (``-Dlocalcluster.node=<dir>``), not by pid
 files, so a node killed with SIGKILL or started by another shell is still seen correctly.
+
+A node's server.properties is written, and its storage formatted, by the official apache/kafka
+image's own start-up code, Kafka's ``kafka.docker.KafkaDockerWrapper setup`` (in
+kafka_2.13-<version>.jar), run on the node's compose environment with the Docker addresses mapped
+to loopback first (see local_environment). Docker users, a stand-in image and this cluster so get
+their properties from the same code.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import signal
@@ -15,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localcluster.compose import BrokerService, parse_listeners
+from localcluster.compose import BrokerService
 from localcluster.errors import ClusterError
 
 LOOPBACK = "127.0.0.1"
@@ -24,12 +32,12 @@ LOG4J_CONFIG = Path(__file__).with_name("log4j2.xml")
 # Internal and controller ports come from this range: outside Linux's ephemeral range, so that no
 # client connection can borrow a stopped broker's port before it comes back.
 PORT_RANGE = range(19000, 29000)
-# Properties whose values name other nodes by their Docker hostname.
-ADDRESS_PROPERTIES = (
-    "advertised.listeners",
-    "controller.quorum.voters",
-    "controller.quorum.bootstrap.servers",
-)
+# The image's start-up code: KAFKA_* variables -> server.properties, then storage formatting.
+DOCKER_WRAPPER = "kafka.docker.KafkaDockerWrapper"
+# What the wrapper's formatting says about a formatted log directory; the image's start-up
+# script looks for it too and carries on, the storage being kept.
+ALREADY_FORMATTED = "already formatted"
+SETUP_TIMEOUT = 120.0
 
 
 # A record of log4j2.xml's pattern "[%d] %p %m (%c)%n" starts with its date; other lines are
@@ -79,8 +87,18 @@ class Node:
         return self.home / self.name
 
     @property
+    def config_dir(self) -> Path:
+        """The wrapper's final configs folder, as /opt/kafka/config is in the image."""
+        return self.dir / "config"
+
+    @property
     def properties_file(self) -> Path:
-        return self.dir / "server.properties"
+        return self.config_dir / "server.properties"
+
+    @property
+    def setup_record(self) -> Path:
+        """What the last successful setup ran with, to skip an unchanged one on restart."""
+        return self.config_dir / "localcluster-setup.json"
 
     @property
     def log_file(self) -> Path:
@@ -143,11 +161,80 @@ class Node:
         except FileNotFoundError:
             return False
 
-    def write_properties(self, properties: dict[str, str]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        lines = ["# Written by localcluster from docker-compose.yml; edits are overwritten."]
-        lines += [f"{key}={value}" for key, value in sorted(properties.items())]
-        self.properties_file.write_text("\n".join(lines) + "\n")
+    # --- server.properties and storage: KafkaDockerWrapper ------------------------------------
+
+    def _setup_inputs(self, lib: Path, environment: dict[str, str]) -> dict:
+        written = self.properties_file.read_bytes() if self.properties_file.exists() else b""
+        return {
+            "classpath": str(lib),
+            "environment": environment,
+            "server.properties sha256": hashlib.sha256(written).hexdigest(),
+        }
+
+    def setup_current(self, lib: Path, environment: dict[str, str]) -> bool:
+        """Whether the last setup ran with these jars and this environment, its server.properties
+        is as it wrote it, and the storage is formatted: then running it again would change
+        nothing (its format step would only find the storage formatted)."""
+        try:
+            record = json.loads(self.setup_record.read_text())
+        except (FileNotFoundError, ValueError):
+            return False
+        return self.formatted() and record == self._setup_inputs(lib, environment)
+
+    def begin_setup(self, java: str, lib: Path, environment: dict[str, str]) -> subprocess.Popen:
+        """Starts ``KafkaDockerWrapper setup`` on the node's local environment.
+
+        It writes config/server.properties (and log4j2 files that localcluster does not use: the
+        brokers log with log4j2.xml) and formats the storage with CLUSTER_ID. No default or
+        mounted config files are given: once any KAFKA_* property is set, the image does not use
+        its default server.properties either.
+        """
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        self.setup_record.unlink(missing_ok=True)
+        self.properties_file.unlink(missing_ok=True)  # so that a file found after it is its own
+        no_files = self.dir / "no-configs"  # an empty folder, as /mnt/shared/config in the image
+        no_files.mkdir(exist_ok=True)
+        command = self.jvm_command(
+            java, lib, DOCKER_WRAPPER, "setup",
+            "--default-configs-dir", str(no_files),
+            "--mounted-configs-dir", str(no_files),
+            "--final-configs-dir", str(self.config_dir),
+        )  # fmt: skip
+        return subprocess.Popen(
+            command,
+            env=container_environment(environment),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def finish_setup(self, run: subprocess.Popen, lib: Path, environment: dict[str, str]) -> None:
+        """Waits for the setup; ClusterError with the wrapper's error line if it failed.
+
+        A storage already formatted is not a failure: the properties are written before the
+        format step, and the image's start-up script lets the same message pass. (It looks in
+        all the output; here only the error output counts, where the wrapper prints it, not the
+        INFO records of a failed run.)
+        """
+        try:
+            out, err = run.communicate(timeout=SETUP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            run.communicate()
+            raise ClusterError(
+                f"{self.name}: {DOCKER_WRAPPER} setup did not finish in {SETUP_TIMEOUT:.0f}s"
+            ) from None
+        (self.config_dir / "setup.log").write_text(out + err)
+        if run.returncode != 0 and ALREADY_FORMATTED not in err.lower():
+            raise ClusterError(
+                f"{self.name}: {DOCKER_WRAPPER} setup failed: {last_error_line(err or out)}"
+            )
+        if not self.properties_file.exists():
+            raise ClusterError(f"{self.name}: {DOCKER_WRAPPER} setup wrote no server.properties")
+        self.setup_record.write_text(
+            json.dumps(self._setup_inputs(lib, environment), indent=2, sort_keys=True)
+        )
 
     def jvm_command(self, java: str, lib: Path, main: str, *args: str) -> list[str]:
         return [
@@ -258,23 +345,55 @@ def localize(value: str, ports: dict[str, int]) -> str:
     return re.sub(r"[A-Za-z0-9][A-Za-z0-9.-]*:\d+", replace, value)
 
 
-def local_properties(
+def local_environment(
     broker: BrokerService, ports: dict[str, int], data_dir: Path
 ) -> dict[str, str]:
-    props = dict(broker.properties)
-    props["listeners"] = ",".join(
+    """The broker's compose environment, with its Docker addresses mapped to loopback.
+
+    The mapping is applied to the environment, before KafkaDockerWrapper, not to the properties
+    after it: the wrapper formats the storage as soon as it has written them, so log.dirs must
+    already be the node's data folder, and the file it writes is then the one the broker runs
+    with, untouched. Three rewrites, all of values (no variable is renamed or added but
+    KAFKA_LOG_DIRS):
+    - KAFKA_LISTENERS binds each listener to its loopback port (in Docker the brokers all listen
+      on 9092 and 9093, on different hosts);
+    - every other value naming a listener as ``hostname:port`` (the advertised listeners, the
+      quorum voters) names that loopback port instead;
+    - KAFKA_LOG_DIRS is the node's data folder, not the container's volume.
+    """
+    environment = {key: localize(value, ports) for key, value in broker.environment.items()}
+    environment["KAFKA_LISTENERS"] = ",".join(
         f"{item.name}://{LOOPBACK}:{ports[f'{broker.hostname}:{item.port}']}"
         for item in broker.listeners()
     )
-    for key in ADDRESS_PROPERTIES:
-        if key in props:
-            props[key] = localize(props[key], ports)
-    props["log.dirs"] = str(data_dir)
-    return props
+    environment["KAFKA_LOG_DIRS"] = str(data_dir)
+    return environment
+
+
+def container_environment(environment: dict[str, str]) -> dict[str, str]:
+    """The wrapper's process environment: this process's without its KAFKA_* variables and
+    CLUSTER_ID, plus the service's. A container does not see the host's variables; here a
+    KAFKA_BOOTSTRAP_SERVERS exported for the apps would otherwise become a broker property."""
+    inherited = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("KAFKA_") and key != "CLUSTER_ID"
+    }
+    return {**inherited, **environment}
+
+
+def last_error_line(output: str) -> str:
+    """The last line of a JVM's error output that is not a stack frame: the (root) cause."""
+    lines = [
+        line.strip()
+        for line in output.splitlines()
+        if line.strip() and not line.lstrip().startswith(("at ", "... "))
+    ]
+    return lines[-1].removeprefix('Exception in thread "main" ') if lines else "(no output)"
 
 
 def listening_ports(broker: BrokerService, ports: dict[str, int]) -> dict[int, str]:
     return {
         ports[f"{broker.hostname}:{item.port}"]: f"{broker.service} {item.name}"
-        for item in parse_listeners(broker.properties.get("listeners", ""))
+        for item in broker.listeners()
     }

@@ -15,9 +15,16 @@ import pytest
 import yaml
 from confluent_kafka import Consumer, KafkaError, Producer
 
-from localcluster import admin
+from localcluster import admin, compose, jars
 from localcluster.cluster import LocalCluster
-from localcluster.nodes import error_lines, port_in_use
+from localcluster.errors import ClusterError
+from localcluster.nodes import (
+    ALREADY_FORMATTED,
+    Node,
+    error_lines,
+    local_environment,
+    port_in_use,
+)
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,7 +178,7 @@ def test_broker_dying_on_start_is_started_once_more(kafka_cluster, tmp_path, mon
         text=True,
     )
     try:
-        # The broker's own log begins (storage formatting, same marker, does not write it).
+        # The broker's own log begins (KafkaDockerWrapper setup, same marker, does not write it).
         deadline = time.monotonic() + 60
         while kafka_1.log_size() == 0 and up.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -198,6 +205,130 @@ def test_broker_dying_on_start_is_reported_with_its_log(kafka_cluster, tmp_path)
         assert "kafka-1 exited during start-up, twice" in result.stderr, result.stderr
         assert "no.such.Reporter" in result.stderr, "the log tail should show the cause"
         assert "Traceback" not in result.stderr
+    finally:
+        run_cli("down", "--wipe", "--timeout", "5", env=env)
+
+
+# Loopback ports standing for the Docker listeners, fixed so the final properties are too.
+FIXED_PORTS = {
+    "kafka-0:9092": 20000, "kafka-0:9093": 20001, "kafka-0:9094": 9094,
+    "kafka-1:9092": 20002, "kafka-1:9093": 20003, "kafka-1:9095": 9095,
+    "kafka-2:9092": 20004, "kafka-2:9093": 20005, "kafka-2:9096": 9096,
+}  # fmt: skip
+SHARED_PROPERTIES = {
+    "auto.create.topics.enable": "false",
+    "controller.listener.names": "CONTROLLER",
+    "controller.quorum.voters": "0@127.0.0.1:20001,1@127.0.0.1:20003,2@127.0.0.1:20005",
+    "default.replication.factor": "2",
+    "group.initial.rebalance.delay.ms": "0",
+    "inter.broker.listener.name": "INTERNAL",
+    "listener.security.protocol.map": "INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT,EXTERNAL:PLAINTEXT",
+    "min.insync.replicas": "1",
+    "num.partitions": "3",
+    "offsets.topic.replication.factor": "3",
+    "process.roles": "broker,controller",
+    "transaction.state.log.min.isr": "2",
+    "transaction.state.log.replication.factor": "3",
+}
+
+
+def expected_properties(node_id: int, data_dir: Path) -> dict[str, str]:
+    internal, controller, external = 20000 + 2 * node_id, 20001 + 2 * node_id, 9094 + node_id
+    return {
+        **SHARED_PROPERTIES,
+        "node.id": str(node_id),
+        "listeners": f"INTERNAL://127.0.0.1:{internal},CONTROLLER://127.0.0.1:{controller},"
+        f"EXTERNAL://127.0.0.1:{external}",
+        "advertised.listeners": f"INTERNAL://127.0.0.1:{internal},EXTERNAL://localhost:{external}",
+        "log.dirs": str(data_dir),
+    }
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    lines = path.read_text().splitlines()
+    pairs = [line.split("=", 1) for line in lines if line.strip() and not line.startswith("#")]
+    return {key: value for key, value in pairs}
+
+
+@pytest.fixture(scope="module")
+def java_and_lib() -> tuple[str, Path]:
+    model = compose.load(ROOT / "docker-compose.yml")
+    cache = Path(os.environ.get("LOCALCLUSTER_CACHE") or ROOT / ".cache")
+    return jars.require_java(), jars.ensure_jars(cache, model.kafka_version, print)
+
+
+def setup(node: Node, java_and_lib: tuple[str, Path], environment: dict[str, str]) -> None:
+    java, lib = java_and_lib
+    node.finish_setup(node.begin_setup(java, lib, environment), lib, environment)
+
+
+def test_wrapper_writes_todays_properties_for_the_compose_brokers(
+    java_and_lib, tmp_path, monkeypatch
+):
+    """Kafka's KafkaDockerWrapper, run on each broker of the real docker-compose.yml with the
+    Docker addresses mapped to loopback, writes exactly the properties localcluster's own
+    translation gave before it (the fixed set above): the KAFKA_* variables as properties,
+    KAFKA_HEAP_OPTS left out, and nothing from the host's environment."""
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "localhost:9094")  # exported for the apps
+    model = compose.load(ROOT / "docker-compose.yml")
+    nodes = [Node(broker, tmp_path) for broker in model.brokers]
+    java, lib = java_and_lib
+    envs = [local_environment(node.broker, FIXED_PORTS, node.data_dir) for node in nodes]
+    runs = [node.begin_setup(java, lib, env) for node, env in zip(nodes, envs, strict=True)]
+    for node, env, run in zip(nodes, envs, runs, strict=True):
+        node.finish_setup(run, lib, env)
+
+    actual = {node.name: read_properties(node.properties_file) for node in nodes}
+    expected = {node.name: expected_properties(node.node_id, node.data_dir) for node in nodes}
+    assert actual == expected
+    assert [node.broker.heap_opts for node in nodes] == [["-Xms512m", "-Xmx512m"]] * 3
+    for node in nodes:  # the wrapper formatted the storage with the compose file's CLUSTER_ID
+        meta = read_properties(node.data_dir / "meta.properties")
+        assert (meta["cluster.id"], meta["node.id"]) == (model.cluster_id, str(node.node_id))
+        assert node.setup_current(lib, local_environment(node.broker, FIXED_PORTS, node.data_dir))
+
+
+def test_wrapper_setup_again_keeps_the_formatted_storage(java_and_lib, tmp_path):
+    """A restart with the data kept: the wrapper's format step finds the storage formatted and
+    fails, as in the image, whose start-up script lets that pass; so does localcluster."""
+    node = Node(compose.load(ROOT / "docker-compose.yml").brokers[0], tmp_path)
+    environment = local_environment(node.broker, FIXED_PORTS, node.data_dir)
+    setup(node, java_and_lib, environment)
+    meta = (node.data_dir / "meta.properties").read_bytes()
+    changed = {**environment, "KAFKA_NUM_PARTITIONS": "4"}
+    assert not node.setup_current(java_and_lib[1], changed)
+    setup(node, java_and_lib, changed)
+    assert read_properties(node.properties_file)["num.partitions"] == "4"
+    assert (node.data_dir / "meta.properties").read_bytes() == meta
+    assert ALREADY_FORMATTED in (node.config_dir / "setup.log").read_text()
+    assert node.setup_current(java_and_lib[1], changed)
+    node.properties_file.write_text("edited=by hand\n")  # an edited file is written again
+    assert not node.setup_current(java_and_lib[1], changed)
+
+
+def test_wrapper_failure_is_one_clear_line(java_and_lib, tmp_path):
+    node = Node(compose.load(ROOT / "docker-compose.yml").brokers[1], tmp_path)
+    environment = local_environment(node.broker, FIXED_PORTS, node.data_dir)
+    environment["KAFKA_PROCESS_ROLES"] = "broker,bogus"
+    with pytest.raises(ClusterError) as failure:
+        setup(node, java_and_lib, environment)
+    message = str(failure.value)
+    assert message.startswith("kafka-1: kafka.docker.KafkaDockerWrapper setup failed: "), message
+    assert "Invalid value bogus for configuration process.roles" in message, message
+    assert "\n" not in message and "\tat " not in message, message
+
+
+def test_up_stops_at_a_failed_wrapper_with_one_line(tmp_path):
+    env = second_cluster(tmp_path, {"KAFKA_PROCESS_ROLES": "broker,bogus"})
+    try:
+        result = run_cli("up", "--timeout", "60", env=env)
+        assert result.returncode == 1
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("localcluster: error: kafka-1: kafka.docker.KafkaDockerWrapper"), (
+            result.stderr
+        )
+        assert "process.roles" in last and "Traceback" not in result.stderr, result.stderr
+        assert "started kafka-" not in result.stderr, "no broker starts on a failed setup"
     finally:
         run_cli("down", "--wipe", "--timeout", "5", env=env)
 
