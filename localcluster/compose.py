@@ -110,7 +110,7 @@ def _environment(service: dict) -> dict[str, str]:
 def _kafka_version(image: str) -> str:
     _, _, tag = image.partition(":")
     if not re.fullmatch(r"\d+\.\d+\.\d+", tag):
-        raise ClusterError(f"pin the Kafka image to a release tag such as 4.2.1, not {image!r}")
+        raise ClusterError(f"pin the Kafka image to a release tag such as 4.3.1, not {image!r}")
     return tag
 
 
