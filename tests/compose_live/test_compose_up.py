@@ -18,6 +18,7 @@ import json
 import os
 import statistics
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ BOOTSTRAP = ",".join(f"localhost:{port}" for port in EXTERNAL_PORTS.values())
 APPS = ["producer", "batch-consumer", "single-consumer"]
 GROUPS = ["batch-group", "single-group"]
 UI_IMAGE = "ghcr.io/kafbat/kafka-ui:v1.5.0"
+UI_PORT = 8080
 SEED_LINES = {
     "producer": f"Message delivered to {TOPIC} [",
     "batch-consumer": "INFO:root:BatchConsumer received: Test message ",
@@ -95,6 +97,8 @@ def live(request: pytest.FixtureRequest) -> Iterator[Live]:
     ui = "stand-in" not in how.values() and (images.present(UI_IMAGE) or images.try_pull(UI_IMAGE))
     if not ui:
         say(f"Kafka UI left out: {UI_IMAGE} cannot be pulled here, and it has no stand-in")
+    elif port_in_use(UI_PORT):
+        skip_or_fail(f"port {UI_PORT}, Kafka UI's, is taken")
     stack = Stack(PROJECT, say)
     stack.compose("down", "--volumes", "--remove-orphans", timeout=300)  # an interrupted run's
     live = Live(stack, datetime.datetime.now(datetime.UTC), how, ui)
@@ -254,6 +258,23 @@ def decode_address(hex_address: str, width: int) -> str:
     if width == 8:
         return ".".join(str(b) for b in words[0])
     return ":".join(w.hex() for w in words)
+
+
+def test_kafka_ui_lists_the_cluster_online(live: Live) -> None:
+    """Where its image can be pulled: Kafka UI's API on 127.0.0.1:8080 shows `kraft` online."""
+    if not live.ui:
+        pytest.skip(f"Kafka UI left out: {UI_IMAGE} cannot be pulled here, and has no stand-in")
+
+    def online() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{UI_PORT}/api/clusters", timeout=5) as r:
+                clusters = json.load(r)
+        except (OSError, ValueError):
+            return False
+        return any(c.get("name") == "kraft" and c.get("status") == "online" for c in clusters)
+
+    took = live.stack.wait(online, 240, "Kafka UI to list the cluster kraft as online")
+    live.record(kafka_ui_online_after_s=round(took, 1))
 
 
 # --- faults, through Compose itself ------------------------------------------------------------
