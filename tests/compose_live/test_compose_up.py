@@ -114,6 +114,7 @@ def live(request: pytest.FixtureRequest) -> Iterator[Live]:
         yield live
     finally:
         log = ROOT / "build" / "compose-live.log"
+        log.parent.mkdir(exist_ok=True)
         try:
             log.write_text(stack.compose("logs", "--no-color", "--timestamps", timeout=120))
         finally:
@@ -335,7 +336,8 @@ def test_a_killed_app_container_is_started_again_by_its_restart_policy(live: Liv
     stack = live.stack
     target = stack.containers("single-consumer")[0]
     before = target.state["RestartCount"]
-    os.kill(target.state["Pid"], 9)  # the app's process dies, as in a crash
+    # The app's process dies, as in a crash (the engine runs on this machine: its pid is ours).
+    os.kill(target.state["Pid"], 9)
 
     def restarted() -> bool:
         now = next(c for c in stack.containers("single-consumer") if c.id == target.id)
