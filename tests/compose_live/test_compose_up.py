@@ -71,10 +71,19 @@ class Live:
         return [*BROKERS, "kafka-init", *APPS, *(["kafka-ui"] if self.ui else [])]
 
 
+REQUIRED = os.environ.get("COMPOSE_LIVE_REQUIRED") == "1"
+
+
 def skip_or_fail(reason: str) -> None:
-    if os.environ.get("COMPOSE_LIVE_REQUIRED") == "1":
+    if REQUIRED:
         pytest.fail(f"live Compose test required here, but {reason}", pytrace=False)
     pytest.skip(f"live Compose test: {reason}")
+
+
+# Without an engine the whole module is one skip, one line in the summary. Where the test is
+# required, the fixture fails each test instead (a collection error would stop the session).
+if not REQUIRED and (_no_engine := images.engine_problem()):
+    pytest.skip(f"live Compose test: {_no_engine} (.ci/run starts one)", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
