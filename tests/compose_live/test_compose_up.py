@@ -111,15 +111,15 @@ def live(request: pytest.FixtureRequest) -> Iterator[Live]:
     stack = Stack(PROJECT, say)
     stack.compose("down", "--volumes", "--remove-orphans", timeout=300)  # an interrupted run's
     live = Live(stack, datetime.datetime.now(datetime.UTC), how, ui)
-    say("building the app image")
-    stack.compose("build", timeout=900)
-    say(f"up -d {' '.join(live.services())}")
-    live.up_at = datetime.datetime.now(datetime.UTC)
-    stack.compose("up", "--detach", *live.services(), timeout=600)
-    up_took = datetime.datetime.now(datetime.UTC) - live.up_at
-    # `up` returns once kafka-init has completed: it waits for the healthy brokers first.
-    live.record(images=how, kafka_ui=ui, up_returned_s=round(up_took.total_seconds(), 1))
-    try:
+    try:  # from here on, whatever fails, the logs are kept and the stack removed
+        say("building the app image")
+        stack.compose("build", timeout=900)
+        say(f"up -d {' '.join(live.services())}")
+        live.up_at = datetime.datetime.now(datetime.UTC)
+        stack.compose("up", "--detach", *live.services(), timeout=600)
+        up_took = datetime.datetime.now(datetime.UTC) - live.up_at
+        # `up` returns once kafka-init has completed: it waits for the healthy brokers first.
+        live.record(images=how, kafka_ui=ui, up_returned_s=round(up_took.total_seconds(), 1))
         yield live
     finally:
         log = ROOT / "build" / "compose-live.log"
