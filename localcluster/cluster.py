@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from localcluster import admin, compose, jars
 from localcluster.errors import ClusterError
@@ -29,6 +30,7 @@ from localcluster.nodes import (
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTED_LINE = "Kafka Server started"
+Missing = TypeVar("Missing")  # what a wait still waits for (LocalCluster._wait)
 
 
 def _env_path(name: str, default: Path) -> Path:
@@ -232,88 +234,109 @@ class LocalCluster:
         tails = "\n".join(f"--- {n.name} ({n.log_file}):\n{n.log_excerpt(lines=8)}" for n in nodes)
         return ClusterError(f"timed out waiting for {what}\n{tails}")
 
-    def _wait_started(self, nodes: list[Node], offsets: dict[str, int], deadline: float) -> None:
-        waiting = list(nodes)
+    def _wait(
+        self,
+        missing: Callable[[], Missing | None],
+        deadline: float,
+        progress: Callable[[Missing], str],
+        timed_out: Callable[[Missing], ClusterError],
+    ) -> None:
+        """Asks `missing` every 0.2 s until it answers None: done. Until then its answer (what
+        is still missing, or why) makes the progress line said every 5 s or so, and once past
+        the deadline the error raised."""
         last_report = 0.0
-        while waiting:
-            self._check_alive(nodes, offsets)
-            waiting = [n for n in waiting if not n.log_contains(STARTED_LINE, offsets[n.name])]
-            if not waiting:
-                break
+        while (what := missing()) is not None:
             if time.monotonic() > deadline:
-                raise self._timeout("nodes to start", waiting)
+                raise timed_out(what)
             if time.monotonic() - last_report > 5:
-                self._progress(f"waiting for {', '.join(n.name for n in waiting)} to start")
+                self._progress(progress(what))
                 last_report = time.monotonic()
             time.sleep(0.2)
+
+    def _wait_started(self, nodes: list[Node], offsets: dict[str, int], deadline: float) -> None:
+        waiting = list(nodes)
+
+        def not_started() -> list[Node] | None:
+            nonlocal waiting
+            self._check_alive(nodes, offsets)
+            waiting = [n for n in waiting if not n.log_contains(STARTED_LINE, offsets[n.name])]
+            return waiting or None
+
+        self._wait(
+            not_started,
+            deadline,
+            lambda late: f"waiting for {', '.join(n.name for n in late)} to start",
+            lambda late: self._timeout("nodes to start", late),
+        )
 
     def _wait_registered(self, deadline: float, offsets: dict[str, int]) -> None:
         """All brokers registered with the active controller, so the quorum has a leader."""
         expected = [n.node_id for n in self.nodes]
         client = admin.admin_client(self.bootstrap)
-        last_report = 0.0
-        while True:
+
+        def unregistered() -> str | None:
             self._check_alive(self.nodes, offsets)
             try:
                 brokers = admin.registered_brokers(client, timeout=3)
                 reason = f"registered brokers {brokers}"
             except Exception as exc:
                 brokers, reason = [], admin.wait_error(exc)
-            if brokers == expected:
-                self._progress(f"brokers {brokers} registered")
-                return
-            if time.monotonic() > deadline:
-                raise self._timeout(f"brokers {expected} to register ({reason})", self.nodes)
-            if time.monotonic() - last_report > 5:
-                self._progress(f"waiting for brokers {expected}: {reason}")
-                last_report = time.monotonic()
-            time.sleep(0.2)
+            return None if brokers == expected else reason
+
+        self._wait(
+            unregistered,
+            deadline,
+            lambda reason: f"waiting for brokers {expected}: {reason}",
+            lambda reason: self._timeout(f"brokers {expected} to register ({reason})", self.nodes),
+        )
+        self._progress(f"brokers {expected} registered")
 
     def _init_topic(self, deadline: float) -> None:
         """What the compose kafka-init service does, then wait for leaders and a full ISR."""
         spec = self.model.topic
         client = admin.admin_client(self.bootstrap)
         created = False
-        last_report = 0.0
-        while True:
+
+        def not_ready() -> str | None:
+            nonlocal created
             try:
                 created = admin.ensure_topic(client, spec) or created
                 parts = admin.topic_partitions(client, spec.name)
-                admin.require_shape(parts, spec)
-                lagging = [p.partition for p in parts if not p.healthy]
-                reason = f"partitions without a leader or full ISR: {lagging}"
+                admin.require_shape(parts, spec)  # a ClusterError: wrong shape, no use waiting
             except ClusterError:
                 raise
             except Exception as exc:
-                lagging, reason = [-1], admin.wait_error(exc)
-            if not lagging:
-                verb = "created" if created else "exists"
-                shape = f"{spec.partitions} partitions, RF {spec.replication_factor}"
-                self._progress(f"topic {spec.name} {verb}: {shape}, full ISR")
-                return
-            if time.monotonic() > deadline:
-                raise self._timeout(f"topic {spec.name} ({reason})", self.nodes)
-            if time.monotonic() - last_report > 5:
-                self._progress(f"waiting for topic {spec.name}: {reason}")
-                last_report = time.monotonic()
-            time.sleep(0.2)
+                return admin.wait_error(exc)
+            lagging = [p.partition for p in parts if not p.healthy]
+            return f"partitions without a leader or full ISR: {lagging}" if lagging else None
+
+        self._wait(
+            not_ready,
+            deadline,
+            lambda reason: f"waiting for topic {spec.name}: {reason}",
+            lambda reason: self._timeout(f"topic {spec.name} ({reason})", self.nodes),
+        )
+        verb = "created" if created else "exists"
+        shape = f"{spec.partitions} partitions, RF {spec.replication_factor}"
+        self._progress(f"topic {spec.name} {verb}: {shape}, full ISR")
 
     def _wait_group_coordinator(self, deadline: float) -> None:
         """Consumer groups work: the first request creates __consumer_offsets (50 partitions)."""
-        last_report = 0.0
-        while True:
+
+        def unavailable() -> str | None:
             try:
                 admin.committed_offsets(self.bootstrap, "localcluster-probe", self.model.topic.name)
-                self._progress("group coordinator ready")
-                return
             except Exception as exc:
-                reason = admin.wait_error(exc)
-            if time.monotonic() > deadline:
-                raise self._timeout(f"the group coordinator ({reason})", self.nodes)
-            if time.monotonic() - last_report > 5:
-                self._progress(f"waiting for the group coordinator: {reason}")
-                last_report = time.monotonic()
-            time.sleep(0.2)
+                return admin.wait_error(exc)
+            return None
+
+        self._wait(
+            unavailable,
+            deadline,
+            lambda reason: f"waiting for the group coordinator: {reason}",
+            lambda reason: self._timeout(f"the group coordinator ({reason})", self.nodes),
+        )
+        self._progress("group coordinator ready")
 
     # --- status -------------------------------------------------------------------------------
 

@@ -21,15 +21,15 @@ import pytest
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
-    ConsumerGroupTopicPartitions,
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import AdminClient
 
 import app_config
 from batch_message_consumer import BatchConsumer
 from faults.witness import App, read_records
+from localcluster.admin import committed_offsets, end_offsets
 from message_model import MessageModel
 from single_message_consumer import SingleConsumer
 
@@ -119,27 +119,14 @@ def partitions_of(admin: AdminClient, topic: str) -> list[int]:
     return sorted(admin.list_topics(topic, timeout=10).topics[topic].partitions)
 
 
-def end_offsets(admin: AdminClient, topic: str) -> dict[int, int]:
-    request = {TopicPartition(topic, p): OffsetSpec.latest() for p in partitions_of(admin, topic)}
-    futures = admin.list_offsets(request, request_timeout=10)
-    return {tp.partition: future.result(timeout=15).offset for tp, future in futures.items()}
-
-
-def committed_offsets(admin: AdminClient, group: str, topic: str) -> dict[int, int]:
-    """Committed offset per partition; -1001 (OFFSET_INVALID) where the group has none."""
-    request = ConsumerGroupTopicPartitions(
-        group, [TopicPartition(topic, p) for p in partitions_of(admin, topic)]
-    )
-    result = admin.list_consumer_group_offsets([request], request_timeout=10)[group]
-    return {tp.partition: tp.offset for tp in result.result(timeout=15).topic_partitions}
-
-
-def assert_fully_committed(admin: AdminClient, group: str, topic: str) -> None:
-    ends = end_offsets(admin, topic)
-    committed = committed_offsets(admin, group, topic)
+def assert_fully_committed(bootstrap: str, admin: AdminClient, group: str, topic: str) -> None:
+    ends = end_offsets(admin, topic, partitions_of(admin, topic), timeout=10)
+    committed = committed_offsets(bootstrap, group, topic, list(ends), timeout=10)
     # A partition that never had a record has nothing to commit.
-    expected = {p: (end if end > 0 else committed[p]) for p, end in ends.items()}
-    assert committed == expected, f"group {group}: committed {committed}, end offsets {ends}"
+    expected = {p: end for p, end in ends.items() if end > 0}
+    assert {p: committed.get(p) for p in expected} == expected, (
+        f"group {group}: committed {committed}, end offsets {ends}"
+    )
 
 
 def produce_records(
@@ -179,7 +166,7 @@ def produce_good(bootstrap: str, topic: str, count: int) -> dict[str, tuple[int,
 
 def read_topic(bootstrap: str, admin: AdminClient, topic: str, timeout: float = 60) -> dict:
     """Every record of the topic, read back by an independent consumer: (p, offset) -> key."""
-    ends = end_offsets(admin, topic)
+    ends = end_offsets(admin, topic, partitions_of(admin, topic), timeout=10)
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -260,7 +247,7 @@ def test_end_to_end_every_acknowledged_message_is_processed_by_both_groups(
         processed = set(read_records(tmp_path / f"processed-{name}.log"))
         missing = delivered - processed
         assert not missing, f"{name}: {len(missing)} acknowledged messages never processed"
-        assert_fully_committed(admin, groups[name], fresh_topic)
+        assert_fully_committed(bootstrap_servers, admin, groups[name], fresh_topic)
 
     batch_log, single_log = consumers["batch"].log(), consumers["single"].log()
     assert re.search(r"^INFO:root:BatchConsumer received: Test message \d+$", batch_log, re.M)
@@ -291,7 +278,9 @@ def test_failed_batch_is_redelivered(
         if len(calls) == 1:
             raise RuntimeError("simulated processing failure")
         if len(calls) == 2:  # what a crash right now would restart from
-            committed_at_retry.update(committed_offsets(admin, group, fresh_topic))
+            committed_at_retry.update(
+                committed_offsets(bootstrap_servers, group, fresh_topic, timeout=10)
+            )
 
     consumer = Consumer(app_config.consumer_config(bootstrap_servers, group))
     status = BatchConsumer(
@@ -311,9 +300,11 @@ def test_failed_batch_is_redelivered(
     assert set(failed) <= set(later), "records of the failed batch were never handled again"
     for message_id in failed:
         partition, offset = produced[message_id]
-        assert committed_at_retry[partition] <= offset, "the failed batch was committed"
+        # Never committed: a restart reads the partition from its beginning.
+        restart_at = committed_at_retry.get(partition, OFFSET_BEGINNING)
+        assert restart_at <= offset, "the failed batch was committed"
     assert set(later) == set(produced)
-    assert_fully_committed(admin, group, fresh_topic)
+    assert_fully_committed(bootstrap_servers, admin, group, fresh_topic)
 
 
 @pytest.mark.cluster
@@ -331,7 +322,9 @@ def test_failed_message_is_redelivered(
         if len(calls) == 1:
             raise RuntimeError("simulated processing failure")
         if message.message_id == calls[0]:  # the retry: a crash now restarts from here
-            committed_at_retry.update(committed_offsets(admin, group, fresh_topic))
+            committed_at_retry.update(
+                committed_offsets(bootstrap_servers, group, fresh_topic, timeout=10)
+            )
 
     consumer = Consumer(app_config.consumer_config(bootstrap_servers, group))
     status = SingleConsumer(consumer, fresh_topic, fail_first, stop=safety_stop, idle_exit=5).run()
@@ -340,9 +333,11 @@ def test_failed_message_is_redelivered(
     assert not safety_stop.is_set(), "the consumer did not finish on its own"
     assert calls[0] in calls[1:], "the failed message was never handled again"
     partition, offset = produced[calls[0]]
-    assert committed_at_retry[partition] <= offset, "the failed message was committed"
+    # Never committed: a restart reads the partition from its beginning.
+    restart_at = committed_at_retry.get(partition, OFFSET_BEGINNING)
+    assert restart_at <= offset, "the failed message was committed"
     assert set(calls[1:]) == set(produced)
-    assert_fully_committed(admin, group, fresh_topic)
+    assert_fully_committed(bootstrap_servers, admin, group, fresh_topic)
 
 
 @pytest.mark.cluster
@@ -393,7 +388,7 @@ def test_rebalance_when_a_second_replica_joins_loses_nothing(
         for _, _, message_id in read_records(tmp_path / f"processed-{name}.log")
     }
     assert set(produced) <= processed
-    assert_fully_committed(admin, group, fresh_topic)
+    assert_fully_committed(bootstrap_servers, admin, group, fresh_topic)
 
 
 @pytest.mark.cluster
@@ -430,7 +425,9 @@ def test_a_commit_inside_a_rebalance_callback_returns(
     assert outcomes, "no partitions assigned within 30 s"
     failed, took = outcomes[0]
     assert failed == {} and took < 5, (failed, took)
-    assert committed_offsets(admin, group, fresh_topic) == {p: 0 for p in (0, 1, 2)}
+    assert committed_offsets(bootstrap_servers, group, fresh_topic, timeout=10) == {
+        p: 0 for p in (0, 1, 2)
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -490,7 +487,7 @@ def test_poison_records_are_skipped_and_committed_past(
             )
             assert re.search(pattern, log, re.M), f"{name}: no warning for [{partition}] @ {offset}"
         assert "Traceback" not in log
-        assert_fully_committed(admin, groups[name], fresh_topic)
+        assert_fully_committed(bootstrap_servers, admin, groups[name], fresh_topic)
 
 
 # --------------------------------------------------------------------------------------------
@@ -576,8 +573,8 @@ def test_count_and_max_messages_exit_zero(
         assert result.returncode == 0, result.stderr
         assert "(--max-messages): exiting" in result.stderr
         assert len(read_records(log)) == 5
-        committed = committed_offsets(admin, group, fresh_topic)
-        assert sum(max(o, 0) for o in committed.values()) == 5, committed
+        committed = committed_offsets(bootstrap_servers, group, fresh_topic, timeout=10)
+        assert sum(committed.values()) == 5, committed
 
 
 @pytest.mark.parametrize(

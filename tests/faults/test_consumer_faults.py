@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from localcluster.admin import committed_offsets, end_offsets
+
 from .witness import (
     App,
     Apps,
     Figures,
     Tail,
     TopicContent,
-    committed_offsets,
-    end_offsets,
     longest_gap,
     producer_summary,
     read_records,
@@ -76,7 +76,10 @@ def uncommitted_batch(log: str) -> int:
 
 
 def committed_to_end(kafka_cluster, group: str, topic: str) -> tuple[dict, dict]:
-    return committed_offsets(kafka_cluster, group, topic), end_offsets(kafka_cluster, topic)
+    committed = committed_offsets(kafka_cluster.bootstrap, group, topic, timeout=15)
+    ends = end_offsets(kafka_cluster.admin, topic, [0, 1, 2], timeout=15)
+    # An empty partition has nothing to commit (committed_offsets omits it too).
+    return committed, {p: end for p, end in ends.items() if end > 0}
 
 
 def interrupt_and_restart(

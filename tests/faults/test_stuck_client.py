@@ -21,9 +21,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 import app_config
 from batch_message_consumer import BatchConsumer
+from localcluster.admin import committed_offsets
 from single_message_consumer import SingleConsumer
-
-from .witness import committed_offsets
 
 
 class Exited(Exception):
@@ -202,4 +201,4 @@ def test_messages_fetched_as_the_client_strands_are_left_for_redelivery(
     assert time.monotonic() - started < 60
     assert errors.stranded, "the client never got a message"
     assert handled == [] and loop.processed == 0
-    assert committed_offsets(kafka_cluster, group, fresh_topic) == {}
+    assert committed_offsets(kafka_cluster.bootstrap, group, fresh_topic, timeout=15) == {}

@@ -325,20 +325,6 @@ def wait_until(
     return time.monotonic() - started
 
 
-def end_offsets(kafka_cluster: Any, topic: str) -> dict[int, int]:
-    """End offset of every partition that has records (an empty one has nothing to commit)."""
-    from localcluster import admin
-
-    ends = admin.end_offsets(kafka_cluster.admin, topic, [0, 1, 2], timeout=15)
-    return {p: end for p, end in ends.items() if end > 0}
-
-
-def committed_offsets(kafka_cluster: Any, group: str, topic: str) -> dict[int, int]:
-    from localcluster import admin
-
-    return admin.committed_offsets(kafka_cluster.bootstrap, group, topic, timeout=15)
-
-
 # --------------------------------------------------------------------------------------------
 # The outside witness: Kafka's own Java console consumer
 # --------------------------------------------------------------------------------------------
