@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from localcluster import jars
+from localcluster.cluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,8 +67,7 @@ def main() -> int:
                 a.replace("$$", "$").replace("/localhost/9092", f"/localhost/{port}") for a in test
             ]
             heap = compose["x-kafka-env"]["KAFKA_HEAP_OPTS"].split()
-            version = compose["x-kafka-image"].partition(":")[2]
-            lib = jars.lib_dir(ROOT / ".cache", version)
+            lib = LocalCluster(say=lambda _: None).lib()  # resolved by `up`, in its cache
             old = [
                 jars.require_java(), *heap, "-cp", f"{lib}/*",
                 "org.apache.kafka.tools.BrokerApiVersionsCommand",

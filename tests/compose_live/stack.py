@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from standins import images
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 
@@ -79,12 +81,7 @@ class Stack:
         return run.stdout
 
     def docker(self, *args: str, timeout: float = 60) -> str:
-        run = subprocess.run(
-            ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
-        )
-        if run.returncode != 0:
-            raise AssertionError(f"docker {' '.join(args)} exited {run.returncode}: {run.stderr}")
-        return run.stdout
+        return images.docker(*args, timeout=timeout).stdout
 
     def containers(self, service: str | None = None) -> list[Container]:
         """Every container of the project (or of one service), running or not."""

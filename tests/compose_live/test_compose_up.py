@@ -138,8 +138,10 @@ def healthy(stack: Stack, service: str) -> bool:
     return all(c.health == "healthy" for c in stack.containers(service))
 
 
-def topic_state(bootstrap: str = BOOTSTRAP) -> list[admin.PartitionState]:
-    client = admin.admin_client(bootstrap)
+def topic_state() -> list[admin.PartitionState]:
+    """The topic's partitions, [] while it cannot be asked. A new client each time: one that
+    lived through a broker's death may be left knowing no broker (librdkafka#5301)."""
+    client = admin.admin_client(BOOTSTRAP)
     try:
         return admin.topic_partitions(client, TOPIC)
     except Exception:
@@ -187,7 +189,6 @@ def test_brokers_get_healthy_through_their_own_healthcheck(live: Live) -> None:
         probe_ms_median=round(statistics.median(probes), 1),
         probe_ms_max=round(max(probes), 1),
     )
-    assert len(stack.containers()) >= len(BROKERS)
 
 
 def test_kafka_init_exits_0_and_the_topic_has_its_shape(live: Live) -> None:
