@@ -20,9 +20,9 @@ RUN groupadd --system --gid 10001 app \
 COPY requirements.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
 
-# Only the application modules (an explicit list; tests/, bench/, localcluster/ stay out).
-COPY app_config.py message_model.py committing_consumer.py producer.py batch_message_consumer.py \
-     single_message_consumer.py ./
+# Only the application code (an explicit list; tests/, bench/, localcluster/ stay out).
+COPY message_model.py producer.py batch_message_consumer.py single_message_consumer.py ./
+COPY kafka_app/ ./kafka_app/
 
 USER 10001:10001
 

@@ -1,13 +1,12 @@
 """At-least-once batch consumer: process up to BATCH_SIZE messages, then commit once.
 
-How a batch is made: ``consume(num_messages=...)`` returns about 200 ms after the first message,
-so at demo traffic a single call returns 1 message. The consumer keeps calling it until the
-batch is full, the batch window (started by the batch's first message) closes, or a shutdown is
-requested. (``max.poll.records`` is a Java setting; librdkafka's classic consumer ignores it.)
+A batch is full at BATCH_SIZE messages, or when its window (BATCH_WINDOW_SECONDS, from its
+first message) closes. (``max.poll.records`` is a Java setting; librdkafka ignores it.)
 
-At-least-once, step by step:
+At-least-once, step by step (the loop is consume_batches() below):
 
-1. Auto-commit and the automatic offset store are off: nothing is committed behind our back.
+1. Auto-commit and the automatic offset store are off (kafka_app/settings.py):
+   nothing is committed behind our back.
 2. The whole batch is processed (``BatchConsumer received: <content>`` per message).
 3. Only then ONE synchronous commit of "last processed offset + 1" per partition.
 4. If processing fails, nothing of the batch is committed AND each partition is rewound with
@@ -24,154 +23,152 @@ Examples::
     python batch_message_consumer.py --idle-exit 10       # exit when the topic is drained
 """
 
-from __future__ import annotations
-
+import argparse
 import functools
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-import app_config
-from committing_consumer import (
-    MIN_BACKOFF,
-    POLL_TIMEOUT,
-    CommittingConsumer,
-    create_consumer,
-    options_from,
-)
+from kafka_app import at_least_once, lifecycle, settings
+from kafka_app.at_least_once import StopWhen
+from kafka_app.commits import Commits, format_offsets, next_offsets
+from kafka_app.lifecycle import RecordLog
+from kafka_app.settings import positive_float, positive_int
 from message_model import MessageModel
 
 
 def process_batch(messages: list[MessageModel], delay: float = 0.0) -> None:
     """The business logic: here it logs each message (``delay`` simulates work per message).
-
-    Raise an exception to have the whole batch redelivered.
-    """
+    Raise an exception to have the whole batch redelivered."""
     for message in messages:
         logging.info("BatchConsumer received: %s", message.content)
         if delay:
             time.sleep(delay)
 
 
-class BatchConsumer(CommittingConsumer):
-    """The collect -> process -> commit loop (the life cycle around it: committing_consumer.py)."""
+def consume_batches(
+    consumer: Consumer,
+    topic: str,
+    process: Callable[[list[MessageModel]], None],
+    stop_when: StopWhen,
+    batch_size: int = settings.DEFAULT_BATCH_SIZE,
+    batch_window: float = settings.DEFAULT_BATCH_WINDOW_SECONDS,
+    processed_log: RecordLog | None = None,
+) -> int:
+    """Collect, decode or skip, process, commit, until ``stop_when``; return the exit status."""
+    processed_log = processed_log or RecordLog(None)
+    commits = Commits(consumer)  # a failed commit is kept, retried and merged into the next
+    backoff = at_least_once.Backoff()
+    collecting: list[Message] = []  # the batch being collected: a revocation drops records
 
-    def __init__(
-        self,
-        consumer: Consumer,
-        topic: str,
-        handle_batch: Callable[[list[MessageModel]], None] = process_batch,
-        *,
-        batch_size: int = app_config.DEFAULT_BATCH_SIZE,
-        batch_window: float = app_config.DEFAULT_BATCH_WINDOW_SECONDS,
-        **options: Any,
-    ) -> None:
-        super().__init__(consumer, topic, **options)
-        self.handle_batch = handle_batch
-        self.batch_size = batch_size
-        self.batch_window = batch_window
-        self.batch: list[Message] = []  # collected, not yet processed
+    def on_revoke(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Inside consume(): records collected from these partitions are not committed, so
+        # their next owner reads them; what a failed commit left gets a last try.
+        commits.partitions_revoked(partitions, dropped=keep_others(collecting, partitions))
 
-    def step(self) -> None:
-        batch = self.collect_batch()
-        # A broken client could not commit the batch: leave it unprocessed, to be redelivered.
-        if batch and not self.errors.broken:
-            self.process_and_commit(batch)
+    def on_lost(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Someone else's already: nothing of them can be committed any more.
+        commits.partitions_lost(partitions, dropped=keep_others(collecting, partitions))
 
-    # -- 1. collect --------------------------------------------------------------------------
-
-    def collect_batch(self) -> list[Message]:
-        """Consume until the batch is full, its window closes, or we must stop.
-
-        Rebalance callbacks run inside consume() and may remove messages from self.batch.
-        """
-        limit = self.batch_size
-        if self.max_messages is not None:
-            limit = min(limit, self.max_messages - self.processed)
-        self.batch = []
-        deadline = None
-        while len(self.batch) < limit:
-            if self.stop.is_set() or self.errors.broken or self.idle():
-                break
-            if not self.batch:
-                deadline = None  # (a revocation may have emptied the batch)
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                break
-            timeout = POLL_TIMEOUT if deadline is None else min(POLL_TIMEOUT, deadline - now)
-            for msg in self.consumer.consume(num_messages=limit - len(self.batch), timeout=timeout):
-                if msg.error():
-                    app_config.log_consumer_error(msg)
-                    continue
-                self.batch.append(msg)
-                self.last_record_at = time.monotonic()
-                if deadline is None:
-                    deadline = self.last_record_at + self.batch_window
-        batch, self.batch = self.batch, []
-        return batch
-
-    # -- 2. process, 3. commit ---------------------------------------------------------------
-
-    def process_and_commit(self, batch: list[Message]) -> None:
-        decoded = [(msg, app_config.decode_record(msg)) for msg in batch]  # None: poison
-        records = [record for _, record in decoded if record is not None]
-        try:
-            if records:
-                self.handle_batch(records)
-        except Exception:
-            logging.exception(
-                "Processing a batch of %d messages failed; nothing of it is committed and it"
-                " will be delivered again in %.1f s",
-                len(batch),
-                self.backoff,
+    consumer.subscribe(
+        [topic], on_assign=at_least_once.log_assigned, on_revoke=on_revoke, on_lost=on_lost
+    )
+    status = lifecycle.EXIT_OK
+    try:
+        while not stop_when.due():
+            batch = collect(
+                consumer, collecting, stop_when.limit(batch_size), batch_window, stop_when
             )
-            self.redeliver(batch)
-            return
-        self.backoff = MIN_BACKOFF
+            if not batch or stop_when.health.broken:  # a broken client could not commit it
+                commits.retry_if_due()
+                continue
+            records = [at_least_once.decode_or_skip(msg) for msg in batch]  # None: poison
+            try:
+                process([record for record in records if record is not None])
+            except Exception:
+                logging.exception(
+                    "Processing a batch of %d messages failed; nothing of it is committed and"
+                    " it will be delivered again in %.1f s",
+                    len(batch),
+                    backoff.seconds,
+                )
+                at_least_once.rewind(consumer, batch)
+                backoff.wait(stop_when.requested)
+                continue
+            backoff.reset()
+            for msg, record in zip(batch, records, strict=True):
+                processed_log.write(msg.partition(), msg.offset(), record and record.message_id)
+            if committed := commits.commit(next_offsets(batch)):  # poison records included
+                logging.info(
+                    f"Committed batch of {len(batch)} messages: {format_offsets(committed)}"
+                )
+            stop_when.processed += len(batch)
+    except KafkaException as exc:
+        logging.error("Stopping after a fatal Kafka error: %s", exc)
+        status = lifecycle.EXIT_FAILED
+    return at_least_once.close(consumer, commits, stop_when, status, processed_log)
 
-        offsets: app_config.Offsets = {}
-        for msg, record in decoded:
-            self.processed_log.write(msg.partition(), msg.offset(), record and record.message_id)
-            offsets[(msg.topic(), msg.partition())] = msg.offset() + 1  # in order per partition
-        committed = self.commit(offsets)
-        if committed:
-            logging.info(
-                "Committed batch of %d messages: %s",
-                len(batch),
-                app_config.format_offsets(committed),
-            )
-        self.processed += len(batch)
 
-    def forget(self, partitions: list[TopicPartition]) -> int:
-        """Rebalance callbacks run inside consume(): drop collected messages of partitions
-        that are no longer ours (not committed, so their next owner reads them)."""
-        gone = {(tp.topic, tp.partition) for tp in partitions}
-        kept = [m for m in self.batch if (m.topic(), m.partition()) not in gone]
-        dropped = len(self.batch) - len(kept)
-        self.batch = kept
-        return dropped
+def collect(
+    consumer: Consumer, batch: list[Message], limit: int, window: float, stop_when: StopWhen
+) -> list[Message]:
+    """Consume into ``batch`` until it holds ``limit`` records, the window opened by its first
+    record closes, or the loop must stop; return the records, and empty ``batch``.
+
+    consume() returns about 200 ms after its first record, so at the demo's pace one call
+    gives one record. Rebalance callbacks run inside consume() and may empty the batch.
+    """
+    deadline = math.inf  # until the batch's first record opens its window
+    while len(batch) < limit and not stop_when.interrupted():
+        if not batch:
+            deadline = math.inf  # a revocation emptied it
+        timeout = min(deadline - time.monotonic(), at_least_once.POLL_TIMEOUT)
+        if timeout <= 0:
+            break
+        for msg in consumer.consume(num_messages=limit - len(batch), timeout=timeout):
+            if msg.error():
+                at_least_once.log_consumer_error(msg)
+                continue
+            batch.append(msg)
+            stop_when.saw_record()
+            deadline = min(deadline, stop_when.last_record_at + window)
+    collected = batch[:]
+    batch.clear()
+    return collected
 
 
-def parse_args(argv: list[str] | None = None) -> Any:
-    parser = app_config.ArgumentParser(description=__doc__)
-    app_config.add_common_arguments(parser)
-    app_config.add_consumer_arguments(parser, "BATCH_GROUP_ID", app_config.DEFAULT_BATCH_GROUP_ID)
-    parser.add_env_argument(
+def keep_others(batch: list[Message], partitions: list[TopicPartition]) -> int:
+    """Drop the batch's records of ``partitions``, in place; return how many."""
+    gone = {(tp.topic, tp.partition) for tp in partitions}
+    kept = [msg for msg in batch if (msg.topic(), msg.partition()) not in gone]
+    dropped = len(batch) - len(kept)
+    batch[:] = kept
+    return dropped
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = settings.new_parser(__doc__)
+    settings.add_common_arguments(parser)
+    settings.add_consumer_arguments(parser, "BATCH_GROUP_ID", settings.DEFAULT_BATCH_GROUP_ID)
+    size, window = settings.DEFAULT_BATCH_SIZE, settings.DEFAULT_BATCH_WINDOW_SECONDS
+    settings.env_option(
+        parser,
         "--batch-size",
-        env="BATCH_SIZE",
-        default=app_config.DEFAULT_BATCH_SIZE,
-        type=app_config.positive_int,
+        "BATCH_SIZE",
+        size,
+        type=positive_int,
         help="most messages per batch",
     )
-    parser.add_env_argument(
+    settings.env_option(
+        parser,
         "--batch-window",
-        env="BATCH_WINDOW_SECONDS",
-        default=app_config.DEFAULT_BATCH_WINDOW_SECONDS,
-        type=app_config.positive_float,
+        "BATCH_WINDOW_SECONDS",
+        window,
+        type=positive_float,
         help="seconds to fill a batch, counted from its first message",
     )
     return parser.parse_args(argv)
@@ -179,26 +176,13 @@ def parse_args(argv: list[str] | None = None) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    app_config.setup_logging(args.log_level)
-    stop = app_config.install_shutdown_handlers()
-    errors = app_config.ErrorReporter()
-    consumer = create_consumer(args, errors)
-    logging.info(
-        "Consuming %s at %s as group %s: batches of up to %d messages within %g s",
-        args.topic,
-        args.bootstrap_servers,
-        args.group_id,
-        args.batch_size,
-        args.batch_window,
+    how = f": batches of up to {args.batch_size} messages within {args.batch_window:g} s"
+    consumer, stop_when = at_least_once.open_consumer(args, how)
+    process = functools.partial(process_batch, delay=args.process_delay)
+    log = RecordLog(args.processed_log)
+    return consume_batches(
+        consumer, args.topic, process, stop_when, args.batch_size, args.batch_window, log
     )
-    return BatchConsumer(
-        consumer,
-        args.topic,
-        functools.partial(process_batch, delay=args.process_delay),
-        batch_size=args.batch_size,
-        batch_window=args.batch_window,
-        **options_from(args, stop, errors),
-    ).run()
 
 
 if __name__ == "__main__":

@@ -16,116 +16,109 @@ One synchronous commit per message costs a round trip to the group coordinator e
 which bounds throughput to a few hundred messages per second: batch_message_consumer.py
 commits once per batch instead.
 
+The whole loop is consume_messages() below.
+
 Examples::
 
     python single_message_consumer.py                     # the demo, group single-group
     python single_message_consumer.py --idle-exit 10      # exit when the topic is drained
 """
 
-from __future__ import annotations
-
+import argparse
 import functools
 import logging
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
 
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-import app_config
-from committing_consumer import (
-    MIN_BACKOFF,
-    POLL_TIMEOUT,
-    CommittingConsumer,
-    create_consumer,
-    options_from,
-)
+from kafka_app import at_least_once, lifecycle, settings
+from kafka_app.at_least_once import StopWhen
+from kafka_app.commits import Commits, next_offsets
+from kafka_app.lifecycle import RecordLog
 from message_model import MessageModel
 
 
 def process_message(message: MessageModel, delay: float = 0.0) -> None:
     """The business logic: here it logs the message (``delay`` simulates work).
-
-    Raise an exception to have the message delivered again.
-    """
+    Raise an exception to have the message delivered again."""
     logging.info("SingleConsumer received: %s", message.content)
-    if delay:
-        time.sleep(delay)
+    time.sleep(delay)  # 0 unless --process-delay: no measurable cost next to a commit
 
 
-class SingleConsumer(CommittingConsumer):
-    """The poll -> process -> commit loop (the life cycle around it: committing_consumer.py)."""
+def consume_messages(
+    consumer: Consumer,
+    topic: str,
+    process: Callable[[MessageModel], None],
+    stop_when: StopWhen,
+    processed_log: RecordLog | None = None,
+) -> int:
+    """Poll, decode or skip, process, commit, until ``stop_when``; return the exit status."""
+    processed_log = processed_log or RecordLog(None)
+    commits = Commits(consumer)  # a failed commit is kept, retried and merged into the next
+    backoff = at_least_once.Backoff()
 
-    def __init__(
-        self,
-        consumer: Consumer,
-        topic: str,
-        handle: Callable[[MessageModel], None] = process_message,
-        **options: Any,
-    ) -> None:
-        super().__init__(consumer, topic, **options)
-        self.handle = handle
+    def on_revoke(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        commits.partitions_revoked(partitions)  # inside poll(): a failed commit's last try
 
-    def step(self) -> None:
-        msg = self.consumer.poll(POLL_TIMEOUT)
-        # A broken client could not commit it: leave it unprocessed, to be redelivered.
-        if msg is None or self.errors.broken:
-            return
-        if msg.error():
-            app_config.log_consumer_error(msg)
-            return
-        self.last_record_at = time.monotonic()
-        self.process_and_commit(msg)
+    def on_lost(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        commits.partitions_lost(partitions)  # someone else's: nothing can be committed
 
-    def process_and_commit(self, msg: Message) -> None:
-        record = app_config.decode_record(msg)  # None: poison record, skipped
-        if record is not None:
-            try:
-                self.handle(record)
-            except Exception:
-                logging.exception(
-                    "Processing %s [%d] @ %d failed; not committed, retrying in %.1f s",
-                    msg.topic(),
-                    msg.partition(),
-                    msg.offset(),
-                    self.backoff,
+    consumer.subscribe(
+        [topic], on_assign=at_least_once.log_assigned, on_revoke=on_revoke, on_lost=on_lost
+    )
+    status = lifecycle.EXIT_OK
+    try:
+        while not stop_when.due():
+            msg = consumer.poll(at_least_once.POLL_TIMEOUT)
+            if msg is None or stop_when.health.broken:  # a broken client could not commit it
+                commits.retry_if_due()
+                continue
+            if msg.error():
+                at_least_once.log_consumer_error(msg)
+                continue
+            stop_when.saw_record()
+            record = at_least_once.decode_or_skip(msg)  # None: poison, committed past
+            if record is not None:
+                try:
+                    process(record)
+                except Exception:
+                    logging.exception(
+                        "Processing %s [%d] @ %d failed; not committed, retrying in %.1f s",
+                        msg.topic(),
+                        msg.partition(),
+                        msg.offset(),
+                        backoff.seconds,
+                    )
+                    at_least_once.rewind(consumer, [msg])
+                    backoff.wait(stop_when.requested)
+                    continue
+                backoff.reset()
+            processed_log.write(msg.partition(), msg.offset(), record and record.message_id)
+            if commits.commit(next_offsets([msg])):
+                logging.debug(
+                    "Committed %s [%d] up to %d", msg.topic(), msg.partition(), msg.offset()
                 )
-                self.redeliver([msg])
-                return
-            self.backoff = MIN_BACKOFF
-
-        self.processed_log.write(msg.partition(), msg.offset(), record and record.message_id)
-        if self.commit({(msg.topic(), msg.partition()): msg.offset() + 1}):
-            logging.debug("Committed %s [%d]@%d", msg.topic(), msg.partition(), msg.offset() + 1)
-        self.processed += 1
+            stop_when.processed += 1
+    except KafkaException as exc:
+        logging.error("Stopping after a fatal Kafka error: %s", exc)
+        status = lifecycle.EXIT_FAILED
+    return at_least_once.close(consumer, commits, stop_when, status, processed_log)
 
 
-def parse_args(argv: list[str] | None = None) -> Any:
-    parser = app_config.ArgumentParser(description=__doc__)
-    app_config.add_common_arguments(parser)
-    app_config.add_consumer_arguments(parser, "SINGLE_GROUP_ID", app_config.DEFAULT_SINGLE_GROUP_ID)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = settings.new_parser(__doc__)
+    settings.add_common_arguments(parser)
+    settings.add_consumer_arguments(parser, "SINGLE_GROUP_ID", settings.DEFAULT_SINGLE_GROUP_ID)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    app_config.setup_logging(args.log_level)
-    stop = app_config.install_shutdown_handlers()
-    errors = app_config.ErrorReporter()
-    consumer = create_consumer(args, errors)
-    logging.info(
-        "Consuming %s at %s as group %s, one message at a time",
-        args.topic,
-        args.bootstrap_servers,
-        args.group_id,
-    )
-    return SingleConsumer(
-        consumer,
-        args.topic,
-        functools.partial(process_message, delay=args.process_delay),
-        **options_from(args, stop, errors),
-    ).run()
+    consumer, stop_when = at_least_once.open_consumer(args, ", one message at a time")
+    process = functools.partial(process_message, delay=args.process_delay)
+    return consume_messages(consumer, args.topic, process, stop_when, RecordLog(args.processed_log))
 
 
 if __name__ == "__main__":

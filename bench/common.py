@@ -16,13 +16,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import producer
+from kafka_app.settings import DEFAULT_BATCH_SIZE
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULT_PREFIX = "BENCH-RESULT "
 
 CASES = ("producer", "batch", "single", "plain", "latency")
-BATCH_SIZE = 10  # the app's default BATCH_SIZE, and max.poll.records of VerifiableConsumer
+BATCH_SIZE = DEFAULT_BATCH_SIZE  # also max.poll.records of VerifiableConsumer and the peers
 PLAIN_POLL = 500  # messages per poll for plain consumption: Java's max.poll.records default
-LINGER_MS = 5  # the app producer's linger.ms, given to every producer in the comparison
+LINGER_MS = producer.LINGER_MS  # given to every producer in the comparison
 
 
 def worker_parser(description: str) -> argparse.ArgumentParser:

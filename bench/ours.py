@@ -12,10 +12,10 @@
   notes the time of the first partition assignment and of ``close()``; the hot methods
   (consume, poll, commit) are untouched. Timed from assignment to close (the last commit is
   done by then), like VerifiableConsumer's events from partitions_assigned to the last commit.
-- plain: the app's consumer config and record decoding (``app_config.decode_record``) in a
+- plain: the app's consumer config and record decoding (``at_least_once.decode_or_skip``) in a
   ``consume(num_messages=500)`` loop without commits, the ceiling of the consumers above.
 - latency: N ping-pong probes. Each is made and sent by producer.py's ``produce()`` with the
-  demo's producer config (``--interval 1.5``) and received by a running ``SingleConsumer``
+  demo's producer config (interval 1.5 s) and received by a running ``consume_messages`` loop
   (the single consumer's real poll -> process -> commit loop, in a thread); latency is from
   just before ``produce()`` to the call of the processing function. The next probe leaves once
   the previous one is delivered, processed and committed, as at the demo's pace.
@@ -81,12 +81,9 @@ def run_producer(args) -> dict:
 
 
 def run_consumer_script(module_name: str, args, *extra: str) -> dict:
-    import committing_consumer
-
     module = __import__(module_name)
     watch = Stopwatch()
-    # The scripts get their Consumer from committing_consumer.create_consumer().
-    committing_consumer.Consumer = timed_consumer_class(watch)
+    module.Consumer = timed_consumer_class(watch)  # the class the script's main() creates
     argv = [
         "--bootstrap-servers", args.bootstrap, "--topic", args.topic,
         "--group-id", args.group, "--max-messages", str(args.messages),
@@ -100,12 +97,14 @@ def run_consumer_script(module_name: str, args, *extra: str) -> dict:
 
 
 def run_plain(args) -> dict:
-    import app_config
+    from kafka_app.at_least_once import decode_or_skip, log_consumer_error
+    from kafka_app.client_health import ClientHealth
+    from kafka_app.settings import consumer_config
 
     watch = Stopwatch()
-    errors = app_config.ErrorReporter()
+    health = ClientHealth()
     consumer = timed_consumer_class(watch)(
-        app_config.consumer_config(args.bootstrap, args.group, None, errors)
+        consumer_config(args.bootstrap, args.group, None, health.callbacks())
     )
     consumer.subscribe([args.topic])
     count = 0
@@ -113,30 +112,33 @@ def run_plain(args) -> dict:
         while count < args.messages:
             for msg in consumer.consume(num_messages=PLAIN_POLL, timeout=0.5):
                 if msg.error():
-                    app_config.log_consumer_error(msg)
+                    log_consumer_error(msg)
                     continue
-                app_config.decode_record(msg)
+                decode_or_skip(msg)
                 count += 1
         consumer.close()
     return rate(count, watch.seconds)
 
 
 def run_latency(args) -> dict:
-    import app_config
     import producer
     import single_message_consumer
+    from kafka_app.client_health import ClientHealth
+    from kafka_app.lifecycle import RecordLog, StopWhen
+    from kafka_app.settings import DEFAULT_PRODUCER_INTERVAL_SECONDS, consumer_config
 
-    errors = app_config.ErrorReporter()
+    health = ClientHealth()
     # The demo's producer config: producer.py as `docker compose up` runs it.
-    producer_args = producer.parse_args(
-        ["--bootstrap-servers", args.bootstrap, "--topic", args.topic, "--interval", "1.5"]
+    tracker = producer.DeliveryTracker(True, RecordLog(None))
+    kafka_producer = producer.Producer(
+        producer.producer_config(
+            args.bootstrap, None, DEFAULT_PRODUCER_INTERVAL_SECONDS, tracker, health
+        )
     )
-    tracker = producer.DeliveryTracker(True, app_config.RecordLog(None))
-    kafka_producer = producer.Producer(producer.producer_config(producer_args, tracker, errors))
 
     received: dict[int, float] = {}
 
-    def handle(message) -> None:  # the processing function SingleConsumer calls
+    def handle(message) -> None:  # the processing function the loop calls
         received[int(message.content.rsplit(" ", 1)[1])] = time.perf_counter()
 
     assigned = threading.Event()
@@ -150,12 +152,15 @@ def run_latency(args) -> dict:
 
             return super().subscribe(topics, on_assign=on_assigned, **callbacks)
 
-    consumer = AssignWatch(app_config.consumer_config(args.bootstrap, args.group, None, errors))
+    consumer = AssignWatch(consumer_config(args.bootstrap, args.group, None, health.callbacks()))
     stop = threading.Event()
-    loop = single_message_consumer.SingleConsumer(
-        consumer, args.topic, handle, stop=stop, errors=errors
+    loop = StopWhen(stop, health)  # loop.processed: processed and committed
+    thread = threading.Thread(
+        target=single_message_consumer.consume_messages,
+        args=(consumer, args.topic, handle, loop),
+        name="single-consumer",
+        daemon=True,
     )
-    thread = threading.Thread(target=loop.run, name="single-consumer", daemon=True)
     thread.start()
     try:
         if not assigned.wait(ASSIGN_TIMEOUT):
@@ -183,7 +188,7 @@ def run_latency(args) -> dict:
         stop.set()
         thread.join(30)
         kafka_producer.flush(10)
-    if tracker.failed or errors.fatal_error:
+    if tracker.failed or health.fatal_error:
         raise SystemExit("a probe failed")
     return latency_summary(latencies)
 

@@ -322,8 +322,8 @@ def _text(name: str) -> str:
 
 
 def commit_share(profile: Path) -> float | None:
-    """Share of the profiled wall time spent in app_config.commit_offsets (pyinstrument text):
-    the synchronous commit."""
+    """Share of the profiled wall time spent in the synchronous commit,
+    kafka_app.commits.commit_offsets (pyinstrument text)."""
     total = None
     for line in profile.read_text(encoding="utf-8").splitlines():
         match = re.match(r"[\s|`-]*([\d.]+) (\S+)", line)
@@ -344,7 +344,7 @@ def commit_evidence(results: dict, settings: Any, profiles: dict[str, Path]) -> 
         "",
         "Median milliseconds per commit cycle (fetch, decode, commit and wait) = messages per"
         " commit ÷ rate, and the share of our consumer's wall time in the synchronous commit"
-        " (`app_config.commit_offsets`, from the profiles above when `--profile` is given):",
+        " (`kafka_app.commits.commit_offsets`, from the profiles above when `--profile` is given):",
         "",
         "| Consumer | " + " | ".join(NAMES[n] for n in names) + " | Ours: share in commit |",
         "|---|" + "---:|" * (len(names) + 1),

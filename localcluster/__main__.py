@@ -8,12 +8,12 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from app_config import DEFAULT_BATCH_GROUP_ID, DEFAULT_SINGLE_GROUP_ID
+from kafka_app.settings import DEFAULT_BATCH_GROUP_ID, DEFAULT_SINGLE_GROUP_ID
 from localcluster import admin
 from localcluster.cluster import LocalCluster
 from localcluster.errors import ClusterError
 
-# The apps' own default groups: importing app_config starts no thread and does no I/O.
+# The apps' own default groups: importing kafka_app.settings starts no thread and does no I/O.
 GROUPS = [DEFAULT_BATCH_GROUP_ID, DEFAULT_SINGLE_GROUP_ID]
 console = Console(stderr=True, highlight=False)
 

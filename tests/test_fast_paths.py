@@ -7,6 +7,9 @@ import uuid
 import pytest
 
 import producer
+from kafka_app.client_health import ClientHealth
+from kafka_app.lifecycle import RecordLog
+from kafka_app.settings import connection
 from message_model import MessageModel, new_message_id
 
 
@@ -37,8 +40,7 @@ def test_new_message_id_round_trips_through_the_codec() -> None:
 )
 def test_linger_only_when_there_is_something_to_batch(interval: str, linger_ms: int) -> None:
     args = producer.parse_args(["--bootstrap-servers", "localhost:1", "--interval", interval])
-    tracker = producer.DeliveryTracker(True, producer.app_config.RecordLog(None))
-    config = producer.producer_config(args, tracker, producer.app_config.ErrorReporter())
+    config = config_of(args)
     assert config["linger.ms"] == linger_ms
     assert config["enable.idempotence"] is True
 
@@ -49,9 +51,14 @@ def test_a_properties_file_still_sets_linger(tmp_path) -> None:
     args = producer.parse_args(
         ["--bootstrap-servers", "localhost:1", "--client-properties", str(properties)]
     )
-    tracker = producer.DeliveryTracker(True, producer.app_config.RecordLog(None))
-    config = producer.producer_config(args, tracker, producer.app_config.ErrorReporter())
-    assert config["linger.ms"] == "20"
+    assert config_of(args)["linger.ms"] == "20"
+
+
+def config_of(args) -> dict:
+    """The producer config producer.main() builds from these flags."""
+    bootstrap, properties = connection(args.bootstrap_servers, args.client_properties)
+    tracker = producer.DeliveryTracker(True, RecordLog(None))
+    return producer.producer_config(bootstrap, properties, args.interval, tracker, ClientHealth())
 
 
 class FakeMessage:
@@ -75,14 +82,14 @@ class FakeMessage:
 
 
 def test_delivery_callback_without_a_log_reads_nothing(tmp_path) -> None:
-    quiet = producer.DeliveryTracker(True, producer.app_config.RecordLog(None))
+    quiet = producer.DeliveryTracker(True, RecordLog(None))
     message = FakeMessage()
     quiet(None, message)
     assert quiet.delivered == 1
     assert message.calls == []
 
     path = tmp_path / "delivered.log"
-    log = producer.app_config.RecordLog(str(path))
+    log = RecordLog(str(path))
     logged = producer.DeliveryTracker(True, log)
     logged(None, FakeMessage())
     log.close()

@@ -1,13 +1,16 @@
 """The app's producer and consumer loops rewritten with two other Python clients, as peers.
 
-Same work per message as our code (MessageModel encode with a uuid4 key / decode of every
-record), same settings (idempotent, acks=all, linger 5 ms, LZ4; no auto-commit, synchronous
+Same work per message as our code (MessageModel encode with a uuid4 key, ``deserialize`` of
+every record), same settings (idempotent, acks=all, linger 5 ms, LZ4; no auto-commit, synchronous
 commits of "last offset + 1"), same timing rules as bench/ours.py. Bench-only code.
 """
 
 from __future__ import annotations
 
-from message_model import MessageDecodeError, MessageModel, new_message_id
+from typing import Any
+
+from bench.common import Stopwatch
+from message_model import MessageModel, new_message_id
 
 
 def make_message(n: int) -> tuple[bytes, bytes]:
@@ -16,11 +19,16 @@ def make_message(n: int) -> tuple[bytes, bytes]:
     return message.message_id.encode(), message.serialize()
 
 
-def decode(value: bytes | None) -> MessageModel | None:
-    """Decode one record as app_config.decode_record does (poison records give None)."""
-    try:
-        if value is None:
-            raise MessageDecodeError("tombstone")
-        return MessageModel.deserialize(value)
-    except MessageDecodeError:
-        return None
+def first_assignment_listener(base: type, watch: Stopwatch) -> Any:
+    """A rebalance listener of the client's own base class (both clients check the type) that
+    starts the stopwatch at the first non-empty assignment."""
+
+    class Listener(base):
+        def on_partitions_assigned(self, assigned) -> None:
+            if assigned:
+                watch.mark_start()
+
+        def on_partitions_revoked(self, revoked) -> None:
+            pass
+
+    return Listener()

@@ -22,7 +22,8 @@ from bench.common import (
     rate,
     worker_parser,
 )
-from bench.peers import decode, make_message
+from bench.peers import first_assignment_listener, make_message
+from message_model import MessageModel
 
 
 async def run_producer(args) -> dict:
@@ -59,18 +60,6 @@ async def run_producer(args) -> dict:
     return rate(args.messages, seconds)
 
 
-class Listener(ConsumerRebalanceListener):
-    def __init__(self, watch: Stopwatch) -> None:
-        self.watch = watch
-
-    def on_partitions_assigned(self, assigned) -> None:
-        if assigned:
-            self.watch.mark_start()
-
-    def on_partitions_revoked(self, revoked) -> None:
-        pass
-
-
 async def run_consumer(args, max_records: int, commit: bool) -> dict:
     """getmany(max_records) -> decode each record -> one synchronous commit per call."""
     consumer = AIOKafkaConsumer(
@@ -81,7 +70,9 @@ async def run_consumer(args, max_records: int, commit: bool) -> dict:
         max_poll_records=max_records,
     )
     watch = Stopwatch()
-    consumer.subscribe([args.topic], listener=Listener(watch))
+    consumer.subscribe(
+        [args.topic], listener=first_assignment_listener(ConsumerRebalanceListener, watch)
+    )
     await consumer.start()
     count = 0
     try:
@@ -93,7 +84,7 @@ async def run_consumer(args, max_records: int, commit: bool) -> dict:
                 offsets = {}
                 for tp, batch in records.items():
                     for record in batch:
-                        decode(record.value)
+                        MessageModel.deserialize(record.value)
                     count += len(batch)
                     offsets[tp] = batch[-1].offset + 1
                 if commit:

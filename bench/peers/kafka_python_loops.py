@@ -23,7 +23,8 @@ from bench.common import (
     rate,
     worker_parser,
 )
-from bench.peers import decode, make_message
+from bench.peers import first_assignment_listener, make_message
+from message_model import MessageModel
 
 
 def run_producer(args) -> dict:
@@ -56,18 +57,6 @@ def run_producer(args) -> dict:
     return rate(args.messages, seconds)
 
 
-class Listener(ConsumerRebalanceListener):
-    def __init__(self, watch: Stopwatch) -> None:
-        self.watch = watch
-
-    def on_partitions_assigned(self, assigned) -> None:
-        if assigned:
-            self.watch.mark_start()
-
-    def on_partitions_revoked(self, revoked) -> None:
-        pass
-
-
 def run_consumer(args, max_records: int, commit: bool) -> dict:
     """poll(max_records) -> decode each record -> one synchronous commit per poll (if commit)."""
     consumer = KafkaConsumer(
@@ -78,7 +67,9 @@ def run_consumer(args, max_records: int, commit: bool) -> dict:
         max_poll_records=max_records,
     )
     watch = Stopwatch()
-    consumer.subscribe([args.topic], listener=Listener(watch))
+    consumer.subscribe(
+        [args.topic], listener=first_assignment_listener(ConsumerRebalanceListener, watch)
+    )
     count = 0
     with profiled(args.profile):
         while count < args.messages:
@@ -88,7 +79,7 @@ def run_consumer(args, max_records: int, commit: bool) -> dict:
             offsets = {}
             for tp, batch in records.items():
                 for record in batch:
-                    decode(record.value)
+                    MessageModel.deserialize(record.value)
                 count += len(batch)
                 offsets[tp] = OffsetAndMetadata(batch[-1].offset + 1, "", -1)
             if commit:

@@ -1,0 +1,167 @@
+"""The steps the consumers' at-least-once loops are made of, named in Kafka's terms: open the
+consumer, decode or skip a poison record, rewind after a failure and back off, know when to
+stop, and close. The loops themselves are in the two consumer scripts; commits are in
+kafka_app/commits.py."""
+
+import argparse
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Iterable
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from kafka_app import lifecycle
+from kafka_app.client_health import ClientHealth
+from kafka_app.commits import Commits, format_offsets, format_partitions
+from kafka_app.lifecycle import EXIT_CLIENT_STUCK, EXIT_FAILED, RecordLog
+from kafka_app.settings import create_consumer
+from message_model import MessageDecodeError, MessageModel
+
+POLL_TIMEOUT = 0.5  # the longest blocking call, so that a shutdown request is noticed quickly
+
+
+@dataclasses.dataclass
+class StopWhen:
+    """When a loop ends: a signal, a broken client (kafka_app/client_health.py),
+    ``--max-messages`` records processed and committed, or ``--idle-exit`` seconds idle."""
+
+    requested: threading.Event
+    health: ClientHealth
+    max_messages: int | None = None
+    idle_exit: float | None = None
+    processed: int = 0  # records processed and committed, poison records included
+    last_record_at: float = dataclasses.field(default_factory=time.monotonic)
+
+    def due(self) -> bool:
+        """True, with a line saying why (a broken client has said so already), when to stop."""
+        if self.requested.is_set():
+            logging.info("Shutdown requested (a second Ctrl-C or SIGTERM aborts at once)")
+            return True
+        if self.health.broken:
+            return True
+        if self.max_messages is not None and self.processed >= self.max_messages:
+            logging.info(f"Processed {self.processed} messages (--max-messages): exiting")
+            return True
+        if self.idle():
+            logging.info(f"Nothing new for {self.idle_exit:g} s (--idle-exit): exiting")
+            return True
+        return False
+
+    def interrupted(self) -> bool:
+        """Whether to stop collecting a batch; the loop's next due() says why."""
+        return self.requested.is_set() or self.health.broken or self.idle()
+
+    def idle(self) -> bool:
+        since = time.monotonic() - self.last_record_at
+        return self.idle_exit is not None and since >= self.idle_exit
+
+    def limit(self, batch_size: int) -> int:
+        """How many records the next batch may hold under ``--max-messages``."""
+        left = batch_size if self.max_messages is None else self.max_messages - self.processed
+        return min(batch_size, left)
+
+    def saw_record(self) -> None:
+        self.last_record_at = time.monotonic()
+
+
+def open_consumer(args: argparse.Namespace, how: str) -> tuple[Consumer, StopWhen]:
+    """Logging, signals, and the consumer the flags describe, with when it should stop."""
+    lifecycle.setup_logging(args.log_level)
+    health = ClientHealth()
+    stop_when = StopWhen(lifecycle.stop_on_signals(), health, args.max_messages, args.idle_exit)
+    consumer, bootstrap = create_consumer(args, health.callbacks())
+    logging.info(f"Consuming {args.topic} at {bootstrap} as group {args.group_id}{how}")
+    return consumer, stop_when
+
+
+def log_assigned(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    """The on_assign callback: nothing to do but say so (cooperative: may be empty)."""
+    level = logging.INFO if partitions else logging.DEBUG
+    logging.log(level, "Partitions assigned: %s", format_partitions(partitions))
+
+
+def decode_or_skip(msg: Message) -> MessageModel | None:
+    """The record's MessageModel, or None, with a warning, for a poison record: a tombstone
+    or bytes that are not a MessageModel. It will never become valid, and retrying it would
+    block its partition for ever, so the loop skips it and commits past it."""
+    try:
+        if (value := msg.value()) is None:
+            raise MessageDecodeError("tombstone (value is null)")
+        return MessageModel.deserialize(value)
+    except MessageDecodeError as exc:
+        where = f"{msg.topic()} [{msg.partition()}] @ {msg.offset()}"
+        logging.warning("Skipping poison record %s (key %r): %s", where, msg.key(), exc)
+        return None
+
+
+def log_consumer_error(msg: Message) -> None:
+    """Log an error event that poll()/consume() returned instead of a record: it carries
+    nothing to process or commit, and librdkafka keeps fetching. A fatal one is raised."""
+    error = msg.error()
+    if error.code() == KafkaError._PARTITION_EOF:
+        return
+    if error.fatal():  # only with static membership
+        raise KafkaException(error)
+    where = f"{msg.topic()} [{msg.partition()}] @ {msg.offset()}"
+    logging.warning("Consumer error on %s: %s", where, error.str())
+
+
+def rewind(consumer: Consumer, messages: Iterable[Message]) -> None:
+    """Seek each partition back to its first message here, so that exactly these come again.
+    Not committing alone would not: the position has moved on, and the next commit would
+    cover them."""
+    first: dict[tuple[str, int], int] = {}
+    for msg in messages:
+        first.setdefault((msg.topic(), msg.partition()), msg.offset())
+    for (topic, partition), offset in first.items():
+        try:
+            consumer.seek(TopicPartition(topic, partition, offset))
+        except KafkaException as exc:  # say, the partition is no longer ours
+            logging.warning("Could not rewind %s [%d] to %d: %s", topic, partition, offset, exc)
+
+
+class Backoff:
+    """The pause before a failed record is tried again: doubles on each failure in a row."""
+
+    def __init__(self, first: float = 0.5, most: float = 30.0) -> None:
+        self.first, self.most, self.seconds = first, most, first
+
+    def wait(self, stop: threading.Event) -> None:
+        stop.wait(self.seconds)  # a shutdown request ends the pause
+        self.seconds = min(self.seconds * 2, self.most)
+
+    def reset(self) -> None:
+        self.seconds = self.first
+
+
+def close(
+    consumer: Consumer, commits: Commits, stop_when: StopWhen, status: int, log: RecordLog
+) -> int:
+    """Leave the group; return the exit status, 0 only if all processed is committed.
+
+    close() revokes every partition, so on_revoke makes a last try for a failed commit,
+    inside the rebalance protocol, where librdkafka expects commits.
+    """
+    # What earlier revocations could not commit is their new owners' to re-read.
+    commits.not_committed.clear()
+    if stop_when.health.stranded:  # no broker to commit to
+        status = EXIT_CLIENT_STUCK
+        commits.abandon()
+    elif stop_when.health.fatal_error is not None:
+        status = EXIT_FAILED
+    logging.info(
+        "Closing the consumer (commits what is left and leaves the group; up to ~1 min if no"
+        " broker is reachable)"
+    )
+    consumer.close()
+    log.close()
+    if commits.not_committed:
+        logging.error(
+            f"Processed offsets not committed ({format_offsets(commits.not_committed)}): they"
+            " will be delivered again to the next owner of their partitions"
+        )
+        status = status or EXIT_FAILED
+    logging.info(f"Stopped after processing {stop_when.processed} messages")
+    return status

@@ -1,0 +1,123 @@
+"""Client health: client-level errors logged without flooding, and the two states in which a
+client can do nothing more, a fatal error or stranded with no broker (librdkafka#5301). Every
+client gets :meth:`ClientHealth.callbacks`; the scripts stop when it is ``broken``."""
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import KafkaError
+
+from kafka_app.lifecycle import EXIT_CLIENT_STUCK
+
+
+class _DropConnectFailures(logging.Filter):
+    """librdkafka logs every failed connection attempt (facility FAIL), many per second while
+    brokers are down; error_cb reports the same errors, rate-limited, so drop these lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.args, tuple) and record.args[:1] == ("FAIL",))
+
+
+# How often clients report statistics (one small JSON document), and how long these may list
+# no broker before the client counts as stranded: time for librdkafka to recover by itself.
+STATS_INTERVAL_MS = 5000
+STRANDED_AFTER_SECONDS = 15.0
+
+
+def librdkafka_logger() -> logging.Logger:
+    """librdkafka's own log lines (``WARNING:librdkafka:GETPID [rdkafka#producer-1] ...``) go
+    through Python logging instead of straight to stderr, so they share our format and level."""
+    logger = logging.getLogger("librdkafka")
+    if not logger.filters:
+        logger.addFilter(_DropConnectFailures())
+    return logger
+
+
+class ClientHealth:
+    """``error_cb``, ``stats_cb`` and ``logger`` for a client. Unreachable brokers are warned
+    about (librdkafka reconnects by itself); a fatal error (say, the idempotent producer's
+    state can no longer be trusted) or a stranded client (:meth:`on_stats`) make it ``broken``.
+    """
+
+    RETRIABLE = (
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._RESOLVE,
+        KafkaError._TIMED_OUT,
+    )
+
+    REPEAT_INTERVAL = 30.0  # while brokers stay down, repeat a warning at most this often
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock  # seconds; tests pass their own
+        self.fatal_error: KafkaError | None = None
+        self.stranded = False  # the client knows no broker any more: it will never reconnect
+        self._no_broker_since: dict[str, float] = {}  # client name -> first stats without one
+        self._last_logged: dict[int, float] = {}  # error code -> when last logged
+        self._suppressed: dict[int, int] = {}  # error code -> repeats not logged since
+
+    @property
+    def broken(self) -> bool:
+        """The client can do nothing more: the script must stop (and a restart recovers)."""
+        return self.fatal_error is not None or self.stranded
+
+    def callbacks(self) -> dict[str, Any]:
+        """The client config entries that report to this object."""
+        return {
+            "error_cb": self,
+            "stats_cb": self.on_stats,
+            "statistics.interval.ms": STATS_INTERVAL_MS,
+            "logger": librdkafka_logger(),
+        }
+
+    def __call__(self, error: KafkaError) -> None:
+        if error.fatal():
+            self.fatal_error = error
+            logging.error("FATAL Kafka error, stopping: %s", error.str())
+        elif error.code() in self.RETRIABLE:
+            self._warn_rate_limited(error)
+        else:
+            logging.error("Kafka error: %s", error.str())
+
+    def on_stats(self, stats_json: str) -> None:
+        """Mark the client stranded once its statistics have listed no broker for a while.
+
+        librdkafka forgets every broker a Metadata response leaves out. While a whole cluster
+        shuts down, its last broker may answer with none; the client then never re-bootstraps
+        and waits for ever (confluentinc/librdkafka#5301, open).
+        """
+        stats = json.loads(stats_json)
+        brokers = stats.get("brokers")
+        if brokers is None:
+            return
+        name, now = stats.get("name", ""), self.clock()
+        if any(b.get("source") in ("configured", "learned") for b in brokers.values()):
+            self._no_broker_since.pop(name, None)
+            return
+        since = self._no_broker_since.setdefault(name, now)
+        if now - since >= STRANDED_AFTER_SECONDS and not self.stranded:
+            self.stranded = True
+            logging.critical(
+                f"The Kafka client has known no broker for {now - since:.0f} s: the last"
+                " metadata it got listed none, and librdkafka does not recover from that by"
+                f" itself (confluentinc/librdkafka#5301). Stopping with exit status"
+                f" {EXIT_CLIENT_STUCK} so that a restart reconnects"
+            )
+
+    def _warn_rate_limited(self, error: KafkaError) -> None:
+        # librdkafka reports every failed attempt, several a second while brokers are down.
+        code, now = error.code(), self.clock()
+        if now - self._last_logged.get(code, -math.inf) < self.REPEAT_INTERVAL:
+            self._suppressed[code] = self._suppressed.get(code, 0) + 1
+            return
+        self._last_logged[code] = now
+        repeats = self._suppressed.pop(code, 0)
+        more = f" ({repeats} similar in the last {self.REPEAT_INTERVAL:g} s)" if repeats else ""
+        if code == KafkaError._ALL_BROKERS_DOWN:
+            logging.warning("No broker reachable; librdkafka keeps retrying%s", more)
+        else:
+            logging.warning("Kafka connection problem, retrying: %s%s", error.str(), more)

@@ -1,0 +1,180 @@
+"""Synchronous commits of explicit offsets, bounded in time; a failed one is kept and retried
+until it succeeds, its partitions are revoked (a last try) or lost (dropped)."""
+
+import contextlib
+import faulthandler
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+
+from kafka_app.lifecycle import EXIT_CLIENT_STUCK
+
+Offsets = dict[tuple[str, int], int]  # (topic, partition) -> next offset to read
+
+# A commit takes milliseconds, or as long as the group coordinator is away: up to 45 s behind
+# a rebalance, longer while the whole cluster restarts (RELIABILITY.md), for ever for a client
+# stranded with no broker. Past this bound only a restart helps; it re-delivers what was
+# processed but not committed, so nothing is lost.
+COMMIT_TIMEOUT_SECONDS = 120.0
+# A failed commit is retried this often, not only with the next batch: an idle consumer would
+# otherwise hold it until it stops.
+COMMIT_RETRY_SECONDS = 2.0
+# A commit made while the group rebalances is refused with one of these: routine, not an error.
+_REBALANCE_ERRORS = (
+    KafkaError.ILLEGAL_GENERATION,
+    KafkaError.REBALANCE_IN_PROGRESS,
+    KafkaError.UNKNOWN_MEMBER_ID,
+)
+
+
+def next_offsets(messages: Iterable[Message]) -> Offsets:
+    """What to commit after processing ``messages``: per partition, the last offset + 1."""
+    return {(msg.topic(), msg.partition()): msg.offset() + 1 for msg in messages}
+
+
+def format_offsets(offsets: Offsets) -> str:
+    """``final-1-topic [0]@123, [2]@88`` (sorted; the topic is named once per topic)."""
+    parts, last_topic = [], None
+    for (topic, partition), offset in sorted(offsets.items()):
+        parts.append(f"{topic + ' ' if topic != last_topic else ''}[{partition}]@{offset}")
+        last_topic = topic
+    return ", ".join(parts)
+
+
+def format_partitions(partitions: list[TopicPartition]) -> str:
+    """``final-1-topic [0], [2]`` for rebalance logs."""
+    by_topic: dict[str, list[str]] = {}
+    for tp in sorted(partitions, key=lambda tp: (tp.topic, tp.partition)):
+        by_topic.setdefault(tp.topic, []).append(f"[{tp.partition}]")
+    return "; ".join(f"{topic} {', '.join(parts)}" for topic, parts in by_topic.items()) or "none"
+
+
+def commit_offsets(consumer: Any, offsets: Offsets) -> Offsets:
+    """Commit ``offsets`` synchronously; return those that failed, logged, for a retry (until
+    then a restart only re-delivers their records). A fatal error is raised. It runs on the
+    calling thread, maybe inside poll() in on_revoke: no other thread may use the Consumer."""
+    if not offsets:
+        return {}  # committing nothing would raise _NO_OFFSET
+    request = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+    try:
+        with _bound.watching(offsets):
+            result = consumer.commit(offsets=request, asynchronous=False)
+    except KafkaException as exc:
+        error = exc.args[0]
+        if isinstance(error, KafkaError) and error.fatal():
+            raise
+        _log_failure(format_offsets(offsets), error)
+        return dict(offsets)
+    failed = {}
+    for tp in result or []:
+        if tp.error is not None:
+            failed[(tp.topic, tp.partition)] = offsets[(tp.topic, tp.partition)]
+            _log_failure(f"{tp.topic} [{tp.partition}]@{tp.offset}", tp.error)
+    return failed
+
+
+def _log_failure(what: str, error: Any) -> None:
+    if isinstance(error, KafkaError) and error.code() in _REBALANCE_ERRORS:
+        logging.warning("Commit of %s refused during a rebalance (%s); will retry", what, error)
+    else:
+        logging.error("Commit of %s failed: %s", what, error)
+
+
+class Commits:
+    """The consumer's commits, with the offsets of a failed commit kept for the next one."""
+
+    def __init__(self, consumer: Any) -> None:
+        self.consumer = consumer
+        self.pending: Offsets = {}  # processed, but their commit failed: retried
+        self.not_committed: Offsets = {}  # given up on: their next owner re-reads them
+        self._retry_at = 0.0
+
+    def commit(self, offsets: Offsets) -> Offsets:
+        """Commit ``offsets`` and pending ones (the higher per partition); return the committed."""
+        for key, offset in offsets.items():
+            if offset > self.pending.get(key, -1):
+                self.pending[key] = offset
+        to_commit = self.pending
+        self.pending = commit_offsets(self.consumer, to_commit)
+        self._retry_at = time.monotonic() + COMMIT_RETRY_SECONDS
+        return {tp: o for tp, o in to_commit.items() if tp not in self.pending}
+
+    def retry_if_due(self) -> None:
+        if not self.pending or time.monotonic() < self._retry_at:
+            return
+        if committed := self.commit({}):
+            logging.info("Committed %s (retry)", format_offsets(committed))
+
+    def partitions_revoked(self, partitions: list[TopicPartition], dropped: int = 0) -> None:
+        """In on_revoke: a last try for what a failed commit left in these partitions."""
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        last_chance = {tp: o for tp, o in self.pending.items() if tp in revoked}
+        self.not_committed.update(commit_offsets(self.consumer, last_chance))
+        self._drop(partitions)
+        note = f" ({dropped} collected, unprocessed messages dropped: the next owner reads them,"
+        note += " as they are not committed)"
+        logging.info(
+            f"Partitions revoked: {format_partitions(partitions)}{note if dropped else ''}"
+        )
+
+    def partitions_lost(self, partitions: list[TopicPartition], dropped: int = 0) -> None:
+        """In on_lost: the partitions are someone else's, nothing of them can be committed."""
+        self._drop(partitions)
+        note = f"; {dropped} collected, unprocessed messages dropped" if dropped else ""
+        lost = format_partitions(partitions)
+        logging.warning(f"Partitions lost: {lost} (uncommitted messages will be redelivered{note})")
+
+    def _drop(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.pending.pop((tp.topic, tp.partition), None)
+
+    def abandon(self) -> None:
+        """With no broker to commit to, give up on what is pending."""
+        self.not_committed.update(self.pending)
+        self.pending = {}
+
+
+class _CommitBound:
+    """Ends the process when a commit outlasts COMMIT_TIMEOUT_SECONDS: commit() takes no
+    timeout, and nothing unsticks a client stuck in it. One thread checks the deadline each
+    commit sets: a timer per commit (threading.Timer, or faulthandler.dump_traceback_later,
+    which exits 1, not 3) costs 60 to 120 µs, a tenth of the single consumer's commit cycle.
+    """
+
+    def __init__(self) -> None:
+        self.deadline, self.offsets = math.inf, {}
+        self.thread: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def watching(self, offsets: Offsets) -> Iterator[None]:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._watch, name="commit-bound", daemon=True)
+            self.thread.start()
+        self.offsets, self.deadline = offsets, time.monotonic() + COMMIT_TIMEOUT_SECONDS
+        try:
+            yield
+        finally:
+            self.deadline = math.inf
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(min(1.0, COMMIT_TIMEOUT_SECONDS / 10))
+            if time.monotonic() > self.deadline:
+                self.deadline = math.inf
+                logging.critical(
+                    f"Commit of {format_offsets(self.offsets)} did not complete in"
+                    f" {COMMIT_TIMEOUT_SECONDS:.0f} s: the Kafka client is stuck; exiting with"
+                    f" status {EXIT_CLIENT_STUCK} so that a restart recovers (uncommitted"
+                    " messages will be redelivered)"
+                )
+                faulthandler.dump_traceback(all_threads=True)  # where each thread was stuck
+                os._exit(EXIT_CLIENT_STUCK)
+
+
+_bound = _CommitBound()

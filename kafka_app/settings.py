@@ -1,0 +1,231 @@
+"""Settings: the defaults, the flags and environment variables that override them (README.md,
+"Settings"), the client properties file, and the client configs built from them all.
+
+The flag wins, then the variable, then the default: plain argparse does it, as each option's
+default is the variable's text when it is set, and argparse runs the option's ``type`` on a
+text default too. So a bad value, given either way, exits 2 with one error line.
+"""
+
+import argparse
+import contextlib
+import logging
+import math
+import os
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import javaproperties
+from confluent_kafka import Consumer, KafkaException
+
+DEFAULT_BOOTSTRAP_SERVERS = "localhost:9094,localhost:9095,localhost:9096"
+DEFAULT_TOPIC = "final-1-topic"
+DEFAULT_PRODUCER_INTERVAL_SECONDS = 1.5
+DEFAULT_BATCH_GROUP_ID = "batch-group"
+DEFAULT_SINGLE_GROUP_ID = "single-group"
+DEFAULT_BATCH_SIZE = 10
+# The demo's 1.33 msg/s, spread over 3 partitions and 2 batch replicas, fills a batch of 10 in
+# 11 to 23 s: a 30 s window shows full batches, and bounds how long a message waits.
+DEFAULT_BATCH_WINDOW_SECONDS = 30.0
+DEFAULT_LOG_LEVEL = "INFO"
+
+# Consumer settings at-least-once processing depends on: a properties file may not change them.
+CONSUMER_GUARANTEES = {
+    "enable.auto.commit": False,  # we commit ourselves, after processing
+    "enable.auto.offset.store": False,  # and only the offsets we pass to commit()
+}
+# Java client settings that librdkafka rejects or, worse, silently ignores.
+JAVA_ONLY_PROPERTIES = {
+    "max.poll.records": "batches come from consume(num_messages=...); see BATCH_SIZE",
+    "fetch.max.wait.ms": "librdkafka calls it fetch.wait.max.ms",
+    "sasl.jaas.config": "use sasl.username and sasl.password",
+    **dict.fromkeys(["key.serializer", "value.serializer"], "serialization is done in Python"),
+    **dict.fromkeys(["key.deserializer", "value.deserializer"], "deserialization is in Python"),
+}
+
+
+class ConfigError(Exception):
+    """A configuration problem the user must fix; the message is meant to be shown as is."""
+
+
+def _checked(convert: Callable[[str], float], ok: Callable[[float], bool], rule: str) -> Any:
+    """An argparse type: ``convert``, then ``ok`` must hold; else a one-line error."""
+
+    def parse(text: str) -> float:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {rule}: {text!r}") from None
+        if not (math.isfinite(value) and ok(value)):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}")
+        return value
+
+    return parse
+
+
+non_negative_float = _checked(float, lambda value: value >= 0, "a finite number >= 0")
+positive_float = _checked(float, lambda value: value > 0, "a finite number > 0")
+positive_int = _checked(int, lambda value: value > 0, "a whole number > 0")
+
+
+def non_empty(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text.strip()
+
+
+def log_level(text: str) -> str:
+    if (level := text.strip().upper()) not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise argparse.ArgumentTypeError(
+            f"expected DEBUG, INFO, WARNING, ERROR or CRITICAL: {text!r}"
+        )
+    return level
+
+
+def new_parser(description: str | None) -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
+    return argparse.ArgumentParser(description=description, formatter_class=formatter)
+
+
+def env_option(parser: argparse.ArgumentParser, flag: str, env: str, default: Any, **kwargs: Any):
+    """``flag``, else the environment variable ``env`` (when not blank), else ``default``."""
+    from_env = os.environ.get(env, "")
+    kwargs["help"] += f" (env {env}{'' if default is None else f'; default: {default}'})"
+    parser.add_argument(flag, default=from_env if from_env.strip() else default, **kwargs)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every script has: where Kafka is, which topic, extra client settings, logs."""
+    env_option(
+        parser,
+        "--bootstrap-servers",
+        "KAFKA_BOOTSTRAP_SERVERS",
+        None,  # then bootstrap.servers from the properties file, then the default
+        type=non_empty,
+        help="comma-separated host:port list of brokers; default: bootstrap.servers from the"
+        f" client properties file, else {DEFAULT_BOOTSTRAP_SERVERS}",
+    )
+    env_option(parser, "--topic", "KAFKA_TOPIC", DEFAULT_TOPIC, type=non_empty, help="topic name")
+    env_option(
+        parser,
+        "--client-properties",
+        "KAFKA_CLIENT_PROPERTIES",
+        None,
+        type=non_empty,
+        help="Java .properties file merged into the client config (SASL/SSL, ...)",
+    )
+    env_option(
+        parser, "--log-level", "LOG_LEVEL", DEFAULT_LOG_LEVEL, type=log_level, help="log level"
+    )
+
+
+def add_consumer_arguments(parser: argparse.ArgumentParser, group_env: str, group: str) -> None:
+    """Flags both consumers have: the group, and options for tests and scripting."""
+    env_option(parser, "--group-id", group_env, group, type=non_empty, help="consumer group")
+    parser.add_argument(
+        "--max-messages", type=positive_int, metavar="N", help="exit 0 after N are committed"
+    )
+    parser.add_argument(
+        "--idle-exit", type=positive_float, metavar="SECONDS", help="exit 0 after SECONDS idle"
+    )
+    parser.add_argument(
+        "--processed-log", metavar="PATH", help="append '<partition> <offset> <id>' per record"
+    )
+    parser.add_argument(
+        "--process-delay", type=non_negative_float, default=0.0, help="simulated work per message"
+    )
+
+
+def load_properties(path: str | Path) -> dict[str, str]:
+    """Read a Java .properties file with Java's own grammar (javaproperties); raise ConfigError,
+    naming the file (and line), if it cannot be read or sets a Java-only client property."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read client properties file {str(path)!r}: {exc.strerror or exc}"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"client properties file {str(path)!r} is not UTF-8: {exc}") from None
+    properties, line = {}, 1
+    for element in javaproperties.parse(text):
+        if isinstance(element, javaproperties.KeyValue):
+            if element.key in JAVA_ONLY_PROPERTIES:
+                raise ConfigError(
+                    f"{path}:{line}: {element.key} is a Java client setting that librdkafka"
+                    f" does not support ({JAVA_ONLY_PROPERTIES[element.key]})"
+                )
+            properties[element.key] = element.value
+        line += element.source.count("\n")
+    return properties
+
+
+def connection(bootstrap_flag: str | None, properties_file: str | None) -> tuple[str, dict]:
+    """The bootstrap servers, and the properties file's other entries. The servers come from
+    the flag (or its variable), else the file (a hosted cluster's client.properties names its
+    brokers), else the default."""
+    properties = load_properties(properties_file) if properties_file else {}
+    from_file = properties.pop("bootstrap.servers", None)
+    return bootstrap_flag or from_file or DEFAULT_BOOTSTRAP_SERVERS, properties
+
+
+def client_config(
+    bootstrap_servers: str,
+    properties: Mapping[str, str] | None,
+    tunables: Mapping[str, Any],
+    guarantees: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Merge: bootstrap servers, our tunables, the properties file, then our guarantees.
+
+    The properties file may change any tunable and add security settings. Changing a
+    guarantee raises ConfigError: the script would silently break its promise.
+    """
+    properties = dict(properties or {})
+    for key, value in guarantees.items():
+        if key in properties and str(properties[key]).lower() != str(value).lower():
+            raise ConfigError(
+                f"the client properties file sets {key}={properties[key]}, but this script"
+                f" needs {key}={str(value).lower()} for its delivery guarantees"
+            )
+    return {"bootstrap.servers": bootstrap_servers, **tunables, **properties, **guarantees}
+
+
+def consumer_config(
+    bootstrap_servers: str,
+    group_id: str,
+    properties: Mapping[str, str] | None = None,
+    callbacks: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An at-least-once consumer's config; ``callbacks``: kafka_app.client_health's."""
+    tunables = {
+        # A new group starts from the oldest message still in the topic, not only new ones.
+        "auto.offset.reset": "earliest",
+        # When a replica joins or leaves, only the partitions that move are revoked.
+        "partition.assignment.strategy": "cooperative-sticky",
+        # With its prefetch queue full, librdkafka waits this long (default 1000 ms) before it
+        # fetches again: a backlog then flows at a third of its speed (BENCHMARKS.md).
+        "fetch.queue.backoff.ms": 20,
+        **(callbacks or {}),
+    }
+    guarantees = {"group.id": group_id, **CONSUMER_GUARANTEES}
+    return client_config(bootstrap_servers, properties, tunables, guarantees)
+
+
+def create_consumer(args: argparse.Namespace, callbacks: Mapping[str, Any]) -> tuple[Consumer, str]:
+    """The consumer the flags describe, and its bootstrap servers; a bad setting exits 2."""
+    with exit_on_config_error():
+        bootstrap, properties = connection(args.bootstrap_servers, args.client_properties)
+        return Consumer(consumer_config(bootstrap, args.group_id, properties, callbacks)), bootstrap
+
+
+@contextlib.contextmanager
+def exit_on_config_error() -> Iterator[None]:
+    """Around reading the config and creating the client: a bad setting (ours, or one that
+    librdkafka refuses when the client is created) ends the script with one ERROR line and
+    exit status 2."""
+    try:
+        yield
+    except (ConfigError, KafkaException, ValueError, TypeError) as exc:
+        reason = exc.args[0].str() if isinstance(exc, KafkaException) else exc
+        logging.error("Invalid Kafka client configuration: %s", reason)
+        raise SystemExit(2) from None
