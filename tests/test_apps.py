@@ -28,10 +28,11 @@ from confluent_kafka.admin import AdminClient
 
 import app_config
 from batch_message_consumer import BatchConsumer
-from faults.witness import App, read_records
 from localcluster.admin import committed_offsets, end_offsets
 from message_model import MessageModel
 from single_message_consumer import SingleConsumer
+from support.processes import App
+from support.records import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 
