@@ -16,15 +16,18 @@ def wait_until(
     alive: Iterable[App | Supervised] = (),
     every: float = 0.05,
     required: bool = True,
+    say: Callable[[str], None] | None = None,
+    say_every: float = 15,
 ) -> float | None:
     """Poll until `condition()` is true; return the seconds it took.
 
     Fails on timeout (or returns None if not `required`: the caller's assertions then say
     what is missing), and at once if one of the `alive` apps has exited. On a failing timeout
     the `alive` apps are ended with SIGABRT, which writes every thread's stack to their logs,
-    and the message shows the end of each log.
+    and the message shows the end of each log. With `say`, says every `say_every` seconds
+    that it is still waiting.
     """
-    started = time.monotonic()
+    started = said = time.monotonic()
     while not condition():
         for app in alive:
             app.require_alive()
@@ -39,5 +42,9 @@ def wait_until(
                 for app in apps
             )
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{logs}")
+        now = time.monotonic()
+        if say is not None and now - said >= say_every:
+            say(f"still waiting for {what} ({now - started:.0f} s)")
+            said = now
         time.sleep(every)
     return time.monotonic() - started
