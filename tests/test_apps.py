@@ -6,11 +6,8 @@ in-process where a test must inject a failing handler. Every wait is bounded.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -31,57 +28,12 @@ from batch_message_consumer import BatchConsumer
 from localcluster.admin import committed_offsets, end_offsets
 from message_model import MessageModel
 from single_message_consumer import SingleConsumer
-from support.processes import App
+from support.processes import App, app_env, run_script
 from support.records import read_records
-
-ROOT = Path(__file__).resolve().parent.parent
-
 
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-
-
-def script_env(bootstrap: str | None = None, topic: str | None = None, **extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "BATCH_"))}
-    for key in ("PRODUCER_INTERVAL_SECONDS", "SINGLE_GROUP_ID", "LOG_LEVEL"):
-        env.pop(key, None)
-    env["PYTHONUNBUFFERED"] = "1"
-    if bootstrap:
-        env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
-    if topic:
-        env["KAFKA_TOPIC"] = topic
-    env.update(extra)
-    return env
-
-
-@pytest.fixture
-def scripts(tmp_path: Path) -> Iterator[Callable[..., App]]:
-    """Starts a script as a child process logging to <tmp_path>/<name>.log (the fault tests'
-    App: on a timeout it shows the log and the stacks); kills any still running at the end."""
-    started: list[App] = []
-
-    def start(script: str, name: str, *args: object, env: dict) -> App:
-        started.append(App(script, name, args, env, tmp_path))
-        return started[-1]
-
-    yield start
-    for app in started:
-        app.close()
-
-
-def run_script(
-    name: str, *args: object, env: dict, timeout: float = 30
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / name), *map(str, args)],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def unique(prefix: str) -> str:
@@ -216,7 +168,7 @@ def test_end_to_end_every_acknowledged_message_is_processed_by_both_groups(
     tmp_path: Path,
     scripts: Callable[..., App],
 ) -> None:
-    env = script_env(bootstrap_servers, fresh_topic)
+    env = app_env(bootstrap_servers, fresh_topic)
     producers = [
         scripts(
             "producer.py",
@@ -351,7 +303,7 @@ def test_rebalance_when_a_second_replica_joins_loses_nothing(
     scripts: Callable[..., App],
 ) -> None:
     produced = produce_good(bootstrap_servers, fresh_topic, 240)
-    env = script_env(bootstrap_servers, fresh_topic)
+    env = app_env(bootstrap_servers, fresh_topic)
     group = unique("batch-rebalance")
 
     def replica(name: str) -> App:
@@ -473,7 +425,7 @@ def test_poison_records_are_skipped_and_committed_past(
     }
     assert len(bad) == 6 and len(good_records) == 6
 
-    env = script_env(bootstrap_servers, fresh_topic)
+    env = app_env(bootstrap_servers, fresh_topic)
     groups = {"batch": unique("batch-poison"), "single": unique("single-poison")}
     consumers = start_both_consumers(scripts, groups, idle_exit=6, env=env, tmp_path=tmp_path)
     for name, consumer in consumers.items():
@@ -514,7 +466,7 @@ def test_sigterm_under_load_loses_nothing_acknowledged(
         "--quiet",
         "--delivered-log",
         delivered_log,
-        env=script_env(bootstrap_servers, fresh_topic),
+        env=app_env(bootstrap_servers, fresh_topic),
     )
     deadline = time.monotonic() + 30
     while not delivered_log.exists() or delivered_log.stat().st_size < 100_000:  # ~2000 lines
@@ -544,7 +496,7 @@ def test_sigterm_under_load_loses_nothing_acknowledged(
 def test_count_and_max_messages_exit_zero(
     bootstrap_servers: str, fresh_topic: str, admin: AdminClient, tmp_path: Path
 ) -> None:
-    env = script_env(bootstrap_servers, fresh_topic)
+    env = app_env(bootstrap_servers, fresh_topic)
     result = run_script("producer.py", "--count", 12, "--interval", 0.01, env=env, timeout=60)
     assert result.returncode == 0, result.stderr
     delivered = re.findall(
@@ -596,7 +548,7 @@ def test_count_and_max_messages_exit_zero(
     ],
 )
 def test_bad_values_exit_2_without_traceback(script: str, args: list[str], env: dict) -> None:
-    result = run_script(script, *args, env=script_env("localhost:1", **env))
+    result = run_script(script, *args, env=app_env("localhost:1", **env))
     assert result.returncode == 2, result.stderr
     assert "error:" in result.stderr
     assert "Traceback" not in result.stderr
@@ -607,7 +559,7 @@ def test_bad_values_exit_2_without_traceback(script: str, args: list[str], env: 
 )
 def test_missing_client_properties_file_is_one_clear_line(script: str, tmp_path: Path) -> None:
     missing = tmp_path / "nope.properties"
-    result = run_script(script, env=script_env(KAFKA_CLIENT_PROPERTIES=str(missing)))
+    result = run_script(script, env=app_env(KAFKA_CLIENT_PROPERTIES=str(missing)))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -630,7 +582,7 @@ def test_bad_client_properties_exit_2(
 ) -> None:
     path = tmp_path / "client.properties"
     path.write_text(f"# a comment\n{properties}\n")
-    result = run_script(script, env=script_env("localhost:1", KAFKA_CLIENT_PROPERTIES=str(path)))
+    result = run_script(script, env=app_env("localhost:1", KAFKA_CLIENT_PROPERTIES=str(path)))
     assert result.returncode == 2, result.stderr
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
@@ -696,7 +648,7 @@ def test_producer_without_brokers_waits_then_reports_undelivered(
         0.5,
         "--flush-timeout",
         1,
-        env=script_env("localhost:1"),
+        env=app_env("localhost:1"),
     )
     time.sleep(3)
     assert producer.process.poll() is None, producer.log()

@@ -1,9 +1,10 @@
 """The apps as child processes (as in Docker): started, signalled, waited for, and cleaned up.
 
-- :func:`app_env` is the environment an app runs in: no app setting of the caller's leaks in.
+- :func:`app_env` is the environment a script runs in: no app setting of the caller's leaks in.
 - :class:`App` is one script as a process logging to a file; :class:`Apps` starts them in a
   test's directory and kills whatever is still running when the test ends, pass or fail.
 - :class:`Supervised` restarts an app as Docker's restart policy would.
+- :func:`run_script` runs a script to its end and captures its output.
 """
 
 from __future__ import annotations
@@ -20,16 +21,41 @@ from pathlib import Path
 from .stacks import condense_stacks, native_stacks
 
 ROOT = Path(__file__).resolve().parents[2]
+APP_SETTINGS = ("KAFKA_", "BATCH_", "SINGLE_", "PRODUCER_", "LOG_LEVEL")  # prefixes
 
 
-def app_env(bootstrap: str, topic: str, **extra: str) -> dict[str, str]:
-    """The caller's environment minus every app setting, plus the cluster and topic to use."""
-    prefixes = ("KAFKA_", "BATCH_", "SINGLE_", "PRODUCER_", "LOG_LEVEL")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
-    env.update(PYTHONUNBUFFERED="1", KAFKA_BOOTSTRAP_SERVERS=bootstrap, KAFKA_TOPIC=topic)
+def app_env(bootstrap: str | None = None, topic: str | None = None, **extra: str) -> dict[str, str]:
+    """The caller's environment minus every app setting, plus the cluster and topic to use
+    (each only if given) and `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(APP_SETTINGS)}
+    env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT dumps every thread's stack: see App.wait()
+    if bootstrap:
+        env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+    if topic:
+        env["KAFKA_TOPIC"] = topic
     env.update(extra)
     return env
+
+
+def command(script: str, args: Iterable[object]) -> list[str]:
+    """The command line of one of the scripts, run by this Python."""
+    return [sys.executable, str(ROOT / script), *map(str, args)]
+
+
+def run_script(
+    script: str, *args: object, env: dict, timeout: float = 30
+) -> subprocess.CompletedProcess:
+    """Runs a script to its end (at most `timeout` seconds); its output is captured as text."""
+    return subprocess.run(
+        command(script, args),
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 class App:
@@ -41,7 +67,7 @@ class App:
         self.log_path = dir / f"{name}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in close())
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / script), *map(str, args)],
+            command(script, args),
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -113,15 +139,20 @@ class App:
 class Apps:
     """Starts apps in a test's directory; on exit kills every one still running (`with`)."""
 
-    def __init__(self, dir: Path, bootstrap: str) -> None:
+    def __init__(self, dir: Path, bootstrap: str = "") -> None:
         self.dir = dir
         self.bootstrap = bootstrap
         self.started: list[App] = []
 
-    def start(self, script: str, name: str, topic: str, *args: object, **env: str) -> App:
-        app = App(script, name, args, app_env(self.bootstrap, topic, **env), self.dir)
+    def launch(self, script: str, name: str, *args: object, env: dict) -> App:
+        """A script run in exactly the environment `env`."""
+        app = App(script, name, args, env, self.dir)
         self.started.append(app)
         return app
+
+    def start(self, script: str, name: str, topic: str, *args: object, **env: str) -> App:
+        """A script run on this cluster and `topic`, with `env` added to :func:`app_env`'s."""
+        return self.launch(script, name, *args, env=app_env(self.bootstrap, topic, **env))
 
     def producer(self, name: str, topic: str, *args: object) -> App:
         """producer.py at full speed, logging every acknowledged message to <name>.acked."""
