@@ -11,7 +11,8 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
@@ -19,6 +20,7 @@ from confluent_kafka.admin import NewTopic
 
 from localcluster import admin
 from localcluster.cluster import LocalCluster
+from support.processes import App, Apps
 
 
 class KafkaCluster:
@@ -131,3 +133,12 @@ def fresh_topic(kafka_cluster: KafkaCluster, request: pytest.FixtureRequest) -> 
     """A new topic shaped like final-1-topic (3 partitions, RF 2), unique to this test."""
     slug = "".join(c if c.isalnum() else "-" for c in request.node.name)[:60]
     return kafka_cluster.create_topic(f"test-{slug}-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def scripts(tmp_path: Path) -> Iterator[Callable[..., App]]:
+    """Starts a script as a child process, ``scripts(script, name, *args, env=...)``, logging to
+    <tmp_path>/<name>.log (an :class:`~support.processes.App`: on a timeout it shows the log and
+    the stacks); kills any still running at the end."""
+    with Apps(tmp_path) as started:
+        yield started.launch

@@ -1,16 +1,14 @@
 """The three scripts against a real cluster: nothing acknowledged is lost, nothing is skipped.
 
 Scripts run as real processes (as in Docker) wherever exit codes, signals and logs matter, and
-in-process where a test must inject a failing handler. Every wait is bounded.
+in-process where a test must inject a failing handler. Every wait is bounded. What needs no
+cluster (settings, bad values, no reachable broker) is in test_settings.py.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -28,59 +26,15 @@ from confluent_kafka.admin import AdminClient
 
 import app_config
 from batch_message_consumer import BatchConsumer
-from faults.witness import App, read_records
 from localcluster.admin import committed_offsets, end_offsets
 from message_model import MessageModel
 from single_message_consumer import SingleConsumer
-
-ROOT = Path(__file__).resolve().parent.parent
-
+from support.processes import App, app_env, run_script
+from support.records import read_records
 
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-
-
-def script_env(bootstrap: str | None = None, topic: str | None = None, **extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "BATCH_"))}
-    for key in ("PRODUCER_INTERVAL_SECONDS", "SINGLE_GROUP_ID", "LOG_LEVEL"):
-        env.pop(key, None)
-    env["PYTHONUNBUFFERED"] = "1"
-    if bootstrap:
-        env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
-    if topic:
-        env["KAFKA_TOPIC"] = topic
-    env.update(extra)
-    return env
-
-
-@pytest.fixture
-def scripts(tmp_path: Path) -> Iterator[Callable[..., App]]:
-    """Starts a script as a child process logging to <tmp_path>/<name>.log (the fault tests'
-    App: on a timeout it shows the log and the stacks); kills any still running at the end."""
-    started: list[App] = []
-
-    def start(script: str, name: str, *args: object, env: dict) -> App:
-        started.append(App(script, name, args, env, tmp_path))
-        return started[-1]
-
-    yield start
-    for app in started:
-        app.close()
-
-
-def run_script(
-    name: str, *args: object, env: dict, timeout: float = 30
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / name), *map(str, args)],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def unique(prefix: str) -> str:
@@ -215,7 +169,7 @@ def test_end_to_end_every_acknowledged_message_is_processed_by_both_groups(
     tmp_path: Path,
     scripts: Callable[..., App],
 ) -> None:
-    env = script_env(bootstrap_servers, fresh_topic)
+    env = app_env(bootstrap_servers, fresh_topic)
     producers = [
         scripts(
             "producer.py",
@@ -350,7 +304,7 @@ def test_rebalance_when_a_second_replica_joins_loses_nothing(
     scripts: Callable[..., App],
 ) -> None:
     produced = produce_good(bootstrap_servers, fresh_topic, 240)
-    env = script_env(bootstrap_servers, fresh_topic)
+    env = app_env(bootstrap_servers, fresh_topic)
     group = unique("batch-rebalance")
 
     def replica(name: str) -> App:
@@ -472,7 +426,7 @@ def test_poison_records_are_skipped_and_committed_past(
     }
     assert len(bad) == 6 and len(good_records) == 6
 
-    env = script_env(bootstrap_servers, fresh_topic)
+    env = app_env(bootstrap_servers, fresh_topic)
     groups = {"batch": unique("batch-poison"), "single": unique("single-poison")}
     consumers = start_both_consumers(scripts, groups, idle_exit=6, env=env, tmp_path=tmp_path)
     for name, consumer in consumers.items():
@@ -513,7 +467,7 @@ def test_sigterm_under_load_loses_nothing_acknowledged(
         "--quiet",
         "--delivered-log",
         delivered_log,
-        env=script_env(bootstrap_servers, fresh_topic),
+        env=app_env(bootstrap_servers, fresh_topic),
     )
     deadline = time.monotonic() + 30
     while not delivered_log.exists() or delivered_log.stat().st_size < 100_000:  # ~2000 lines
@@ -543,7 +497,7 @@ def test_sigterm_under_load_loses_nothing_acknowledged(
 def test_count_and_max_messages_exit_zero(
     bootstrap_servers: str, fresh_topic: str, admin: AdminClient, tmp_path: Path
 ) -> None:
-    env = script_env(bootstrap_servers, fresh_topic)
+    env = app_env(bootstrap_servers, fresh_topic)
     result = run_script("producer.py", "--count", 12, "--interval", 0.01, env=env, timeout=60)
     assert result.returncode == 0, result.stderr
     delivered = re.findall(
@@ -575,133 +529,3 @@ def test_count_and_max_messages_exit_zero(
         assert len(read_records(log)) == 5
         committed = committed_offsets(bootstrap_servers, group, fresh_topic, timeout=10)
         assert sum(committed.values()) == 5, committed
-
-
-@pytest.mark.parametrize(
-    ("script", "args", "env"),
-    [
-        ("producer.py", ["--interval", "-1"], {}),
-        ("producer.py", ["--interval", "soon"], {}),
-        ("producer.py", ["--interval", "nan"], {}),
-        ("producer.py", ["--count", "0"], {}),
-        ("producer.py", [], {"PRODUCER_INTERVAL_SECONDS": "-2"}),
-        ("producer.py", [], {"LOG_LEVEL": "loud"}),
-        ("batch_message_consumer.py", ["--batch-size", "0"], {}),
-        ("batch_message_consumer.py", [], {"BATCH_SIZE": "ten"}),
-        ("batch_message_consumer.py", [], {"BATCH_WINDOW_SECONDS": "0"}),
-        ("single_message_consumer.py", ["--idle-exit", "-5"], {}),
-        ("single_message_consumer.py", ["--max-messages", "1.5"], {}),
-        ("single_message_consumer.py", ["--no-such-flag"], {}),
-    ],
-)
-def test_bad_values_exit_2_without_traceback(script: str, args: list[str], env: dict) -> None:
-    result = run_script(script, *args, env=script_env("localhost:1", **env))
-    assert result.returncode == 2, result.stderr
-    assert "error:" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-@pytest.mark.parametrize(
-    "script", ["producer.py", "batch_message_consumer.py", "single_message_consumer.py"]
-)
-def test_missing_client_properties_file_is_one_clear_line(script: str, tmp_path: Path) -> None:
-    missing = tmp_path / "nope.properties"
-    result = run_script(script, env=script_env(KAFKA_CLIENT_PROPERTIES=str(missing)))
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert str(missing) in lines[0] and "No such file" in lines[0]
-
-
-@pytest.mark.parametrize(
-    ("script", "properties", "expected"),
-    [
-        ("batch_message_consumer.py", "enable.auto.commit=true", "enable.auto.commit"),
-        ("producer.py", "enable.idempotence=false", "enable.idempotence"),
-        ("producer.py", "acks=1", "acks"),  # librdkafka: conflicts with idempotence
-        ("single_message_consumer.py", "max.poll.records=10", "max.poll.records"),
-        ("single_message_consumer.py", "no.such.property=1", "no.such.property"),
-        ("producer.py", "just some words", "expected key=value"),
-    ],
-)
-def test_bad_client_properties_exit_2(
-    script: str, properties: str, expected: str, tmp_path: Path
-) -> None:
-    path = tmp_path / "client.properties"
-    path.write_text(f"# a comment\n{properties}\n")
-    result = run_script(script, env=script_env("localhost:1", KAFKA_CLIENT_PROPERTIES=str(path)))
-    assert result.returncode == 2, result.stderr
-    assert expected in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-def test_load_properties_java_syntax(tmp_path: Path) -> None:
-    path = tmp_path / "client.properties"
-    path.write_text(
-        "# Confluent Cloud style\n"
-        "! also a comment\n"
-        "\n"
-        "bootstrap.servers=pkc-1.example.com:9092\n"
-        "security.protocol = SASL_SSL\n"
-        "sasl.mechanisms: PLAIN\n"
-        "sasl.username=KEY\n"
-        "sasl.password=p\\=ss\\\\word\\u0021\n"
-        "ssl.endpoint.identification.algorithm=https\\\n"
-        "   \n"
-    )
-    assert app_config.load_properties(path) == {
-        "bootstrap.servers": "pkc-1.example.com:9092",
-        "security.protocol": "SASL_SSL",
-        "sasl.mechanisms": "PLAIN",
-        "sasl.username": "KEY",
-        "sasl.password": "p=ss\\word!",
-        "ssl.endpoint.identification.algorithm": "https",
-    }
-
-
-def test_properties_file_bootstrap_is_used_unless_overridden(tmp_path: Path) -> None:
-    import producer
-
-    path = tmp_path / "client.properties"
-    path.write_text("bootstrap.servers=from-file:9092\nlinger.ms=50\n")
-    env = {"KAFKA_CLIENT_PROPERTIES": str(path)}
-    with pytest.MonkeyPatch.context() as patch:
-        for key in ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_TOPIC"):
-            patch.delenv(key, raising=False)
-        for key, value in env.items():
-            patch.setenv(key, value)
-        args = producer.parse_args([])
-        assert args.bootstrap_servers == "from-file:9092"
-        assert args.client_properties == {"linger.ms": "50"}
-        patch.setenv("KAFKA_BOOTSTRAP_SERVERS", "from-env:9092")
-        assert producer.parse_args([]).bootstrap_servers == "from-env:9092"
-        args = producer.parse_args(["--bootstrap-servers", "from-flag:9092"])
-        assert args.bootstrap_servers == "from-flag:9092"
-
-
-# --------------------------------------------------------------------------------------------
-# No broker reachable: wait and say so, never crash
-# --------------------------------------------------------------------------------------------
-
-
-@pytest.mark.timeout(60)
-def test_producer_without_brokers_waits_then_reports_undelivered(
-    scripts: Callable[..., App],
-) -> None:
-    producer = scripts(
-        "producer.py",
-        "producer",
-        "--interval",
-        0.5,
-        "--flush-timeout",
-        1,
-        env=script_env("localhost:1"),
-    )
-    time.sleep(3)
-    assert producer.process.poll() is None, producer.log()
-    producer.process.send_signal(signal.SIGTERM)
-    assert producer.wait(20) == 1, producer.log()  # queued messages were never acknowledged
-    log = producer.log()
-    assert re.search(r"^WARNING:root:(No broker reachable|Kafka connection problem)", log, re.M)
-    assert re.search(r"not delivered \(still queued\) [1-9]", log)
-    assert "Traceback" not in log

@@ -12,13 +12,13 @@ import importlib.util
 import json
 import re
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from standins import images
+from support.waits import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -118,16 +118,5 @@ class Stack:
     def wait(self, condition: Callable[[], Any], timeout: float, what: str) -> float:
         """Polls `condition` every second; returns the seconds it took; a bound fails the test
         with what was awaited. Says every 15 s that it is still waiting."""
-        started = time.monotonic()
-        said = started
-        while True:
-            result = condition()
-            if result:
-                return time.monotonic() - started
-            now = time.monotonic()
-            if now - started > timeout:
-                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-            if now - said >= 15:
-                self.say(f"still waiting for {what} ({now - started:.0f} s)")
-                said = now
-            time.sleep(1)
+        took = wait_until(condition, timeout, what, every=1, say=self.say, say_every=15)
+        return cast(float, took)  # required (the default): a timeout raises, never None

@@ -26,11 +26,12 @@ from typing import Any
 
 import pytest
 
-from faults.witness import Apps, TopicContent, read_records
 from localcluster import admin
 from localcluster.nodes import port_in_use
 from standins import images
 from standins.__main__ import ensure_all
+from support.processes import Apps
+from support.records import TopicContent, read_records
 
 from .stack import DELIVERED, ROOT, Stack, timestamp
 

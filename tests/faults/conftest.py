@@ -1,7 +1,7 @@
 """Fixtures of the fault scenarios, and the figures table printed at the end of the run.
 
-Every scenario records one :class:`~witness.Figures` line. The lines are printed as the test
-runs (visible with -s), listed again in the terminal summary, and written to
+Every scenario records one :class:`~support.figures.Figures` line. The lines are printed as
+the test runs (visible with -s), listed again in the terminal summary, and written to
 build/fault-figures.json (rewritten after each scenario, so a partial run keeps its figures).
 """
 
@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from .witness import Apps, Figures, Tail, save_figures
+from support.figures import Figures, save_figures
+from support.processes import Apps
+from support.tail import Tail
 
 _figures: list[Figures] = []
 _started = time.strftime("%Y-%m-%d %H:%M:%S %Z")

@@ -9,7 +9,7 @@ the broker's limit (max.message.bytes, ~1 MB by default) is what bounds it. Keys
 are not part of the message, so garbage there does not make a record bad.
 
 The corpus is written, byte for byte, by an idempotent confluent-kafka producer in the test;
-Kafka's own Java console consumer (witness.py) then says the topic holds exactly it.
+Kafka's own Java console consumer (support/witness.py) then says the topic holds exactly it.
 
 The fuzzing of the codec itself (hypothesis, 2 x 10,000 examples, only MessageDecodeError
 may escape) is in tests/test_message_model.py.
@@ -30,16 +30,12 @@ from confluent_kafka.admin import ConfigResource, ResourceType
 
 from localcluster.admin import committed_offsets, end_offsets
 from message_model import MessageModel
-
-from .witness import (
-    Apps,
-    Figures,
-    Tail,
-    longest_gap,
-    produce_raw,
-    read_records,
-    witness_read,
-)
+from support.figures import Figures, longest_gap
+from support.processes import Apps
+from support.produce import produce_raw
+from support.records import read_records
+from support.tail import Tail
+from support.witness import witness_read
 
 BIG_CONTENT = 900_000  # characters; the record is ~900 KB, under the ~1 MB default limit
 

@@ -17,22 +17,11 @@ from confluent_kafka import KafkaException
 
 import app_config
 from localcluster.admin import committed_offsets, end_offsets
-
-from .witness import (
-    App,
-    Apps,
-    Figures,
-    Followed,
-    Supervised,
-    Tail,
-    TopicContent,
-    TopicIndex,
-    longest_gap,
-    partition_of,
-    producer_summary,
-    read_records,
-    wait_until,
-)
+from support.figures import Figures, longest_gap
+from support.processes import App, Apps, Supervised
+from support.records import TopicContent, TopicIndex, producer_summary, read_records
+from support.tail import Followed, Tail, partition_of
+from support.waits import wait_until
 
 # KRaft's broker.session.timeout.ms (default 9 s): how long the controller waits before it
 # fences a broker that stopped heartbeating and moves its partition leaderships elsewhere.

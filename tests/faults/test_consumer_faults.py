@@ -17,19 +17,12 @@ from pathlib import Path
 import pytest
 
 from localcluster.admin import committed_offsets, end_offsets
-
-from .witness import (
-    App,
-    Apps,
-    Figures,
-    Tail,
-    TopicContent,
-    longest_gap,
-    producer_summary,
-    read_records,
-    wait_until,
-    witness_read,
-)
+from support.figures import Figures, longest_gap
+from support.processes import App, Apps
+from support.records import TopicContent, producer_summary, read_records
+from support.tail import Tail
+from support.waits import wait_until
+from support.witness import witness_read
 
 KINDS = ("batch", "single")
 BATCH_SIZE = 10  # the default, spelled out

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from .witness import Apps, Figures, TopicIndex, producer_summary, wait_until
+from support.figures import Figures
+from support.processes import Apps
+from support.records import TopicIndex, producer_summary
+from support.waits import wait_until
 
 
 @pytest.mark.faults

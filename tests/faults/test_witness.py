@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from .witness import App, app_env, wait_until
+from support.processes import App, app_env
+from support.waits import wait_until
 
 STUCK = "import threading\nthreading.Event().wait()  # like a call that never returns\n"
 

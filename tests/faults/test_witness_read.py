@@ -13,15 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from .witness import (
-    PartitionReader,
-    TopicContent,
-    TopicIndex,
-    merged,
-    produce_raw,
-    witness_offsets,
-    witness_read,
-)
+from support.kafka_tools import witness_offsets
+from support.produce import produce_raw
+from support.records import TopicContent, TopicIndex
+from support.witness import PartitionReader, merged, witness_read
 
 pytestmark = [pytest.mark.faults, pytest.mark.cluster]
 

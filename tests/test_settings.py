@@ -1,0 +1,157 @@
+"""The scripts' settings and start-up, without a cluster: bad values exit 2 with one clear message,
+client properties files are read as Java reads them, and no reachable broker is waited for.
+
+Nothing here needs Kafka: a script that wants a broker is given localhost:1, where none listens.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import app_config
+from support.processes import App, app_env, run_script
+
+# --------------------------------------------------------------------------------------------
+# Command line and environment: a bad value exits 2
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "env"),
+    [
+        ("producer.py", ["--interval", "-1"], {}),
+        ("producer.py", ["--interval", "soon"], {}),
+        ("producer.py", ["--interval", "nan"], {}),
+        ("producer.py", ["--count", "0"], {}),
+        ("producer.py", [], {"PRODUCER_INTERVAL_SECONDS": "-2"}),
+        ("producer.py", [], {"LOG_LEVEL": "loud"}),
+        ("batch_message_consumer.py", ["--batch-size", "0"], {}),
+        ("batch_message_consumer.py", [], {"BATCH_SIZE": "ten"}),
+        ("batch_message_consumer.py", [], {"BATCH_WINDOW_SECONDS": "0"}),
+        ("single_message_consumer.py", ["--idle-exit", "-5"], {}),
+        ("single_message_consumer.py", ["--max-messages", "1.5"], {}),
+        ("single_message_consumer.py", ["--no-such-flag"], {}),
+    ],
+)
+def test_bad_values_exit_2_without_traceback(script: str, args: list[str], env: dict) -> None:
+    result = run_script(script, *args, env=app_env("localhost:1", **env))
+    assert result.returncode == 2, result.stderr
+    assert "error:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Client properties files
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "script", ["producer.py", "batch_message_consumer.py", "single_message_consumer.py"]
+)
+def test_missing_client_properties_file_is_one_clear_line(script: str, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.properties"
+    result = run_script(script, env=app_env(KAFKA_CLIENT_PROPERTIES=str(missing)))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(missing) in lines[0] and "No such file" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("script", "properties", "expected"),
+    [
+        ("batch_message_consumer.py", "enable.auto.commit=true", "enable.auto.commit"),
+        ("producer.py", "enable.idempotence=false", "enable.idempotence"),
+        ("producer.py", "acks=1", "acks"),  # librdkafka: conflicts with idempotence
+        ("single_message_consumer.py", "max.poll.records=10", "max.poll.records"),
+        ("single_message_consumer.py", "no.such.property=1", "no.such.property"),
+        ("producer.py", "just some words", "expected key=value"),
+    ],
+)
+def test_bad_client_properties_exit_2(
+    script: str, properties: str, expected: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "client.properties"
+    path.write_text(f"# a comment\n{properties}\n")
+    result = run_script(script, env=app_env("localhost:1", KAFKA_CLIENT_PROPERTIES=str(path)))
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_load_properties_java_syntax(tmp_path: Path) -> None:
+    path = tmp_path / "client.properties"
+    path.write_text(
+        "# Confluent Cloud style\n"
+        "! also a comment\n"
+        "\n"
+        "bootstrap.servers=pkc-1.example.com:9092\n"
+        "security.protocol = SASL_SSL\n"
+        "sasl.mechanisms: PLAIN\n"
+        "sasl.username=KEY\n"
+        "sasl.password=p\\=ss\\\\word\\u0021\n"
+        "ssl.endpoint.identification.algorithm=https\\\n"
+        "   \n"
+    )
+    assert app_config.load_properties(path) == {
+        "bootstrap.servers": "pkc-1.example.com:9092",
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanisms": "PLAIN",
+        "sasl.username": "KEY",
+        "sasl.password": "p=ss\\word!",
+        "ssl.endpoint.identification.algorithm": "https",
+    }
+
+
+def test_properties_file_bootstrap_is_used_unless_overridden(tmp_path: Path) -> None:
+    import producer
+
+    path = tmp_path / "client.properties"
+    path.write_text("bootstrap.servers=from-file:9092\nlinger.ms=50\n")
+    env = {"KAFKA_CLIENT_PROPERTIES": str(path)}
+    with pytest.MonkeyPatch.context() as patch:
+        for key in ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_TOPIC"):
+            patch.delenv(key, raising=False)
+        for key, value in env.items():
+            patch.setenv(key, value)
+        args = producer.parse_args([])
+        assert args.bootstrap_servers == "from-file:9092"
+        assert args.client_properties == {"linger.ms": "50"}
+        patch.setenv("KAFKA_BOOTSTRAP_SERVERS", "from-env:9092")
+        assert producer.parse_args([]).bootstrap_servers == "from-env:9092"
+        args = producer.parse_args(["--bootstrap-servers", "from-flag:9092"])
+        assert args.bootstrap_servers == "from-flag:9092"
+
+
+# --------------------------------------------------------------------------------------------
+# No broker reachable: wait and say so, never crash
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_producer_without_brokers_waits_then_reports_undelivered(
+    scripts: Callable[..., App],
+) -> None:
+    producer = scripts(
+        "producer.py",
+        "producer",
+        "--interval",
+        0.5,
+        "--flush-timeout",
+        1,
+        env=app_env("localhost:1"),
+    )
+    time.sleep(3)
+    assert producer.process.poll() is None, producer.log()
+    producer.process.send_signal(signal.SIGTERM)
+    assert producer.wait(20) == 1, producer.log()  # queued messages were never acknowledged
+    log = producer.log()
+    assert re.search(r"^WARNING:root:(No broker reachable|Kafka connection problem)", log, re.M)
+    assert re.search(r"not delivered \(still queued\) [1-9]", log)
+    assert "Traceback" not in log
