@@ -40,7 +40,7 @@ class KafkaCluster:
         """Start every broker that is down and wait until the cluster is whole again."""
         self.local.up()
         # A fresh admin client: one that was talking to the cluster while all of it went down
-        # may have been left knowing no broker, for good (librdkafka#5301, app_config.py).
+        # may have been left knowing no broker, for good (librdkafka#5301, kafka_app/client_health).
         self.admin = admin.admin_client(self.bootstrap)
 
     @contextlib.contextmanager

@@ -24,11 +24,14 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-import app_config
-from batch_message_consumer import BatchConsumer
+from batch_message_consumer import consume_batches
+from kafka_app import commits
+from kafka_app.at_least_once import StopWhen
+from kafka_app.client_health import ClientHealth
+from kafka_app.settings import consumer_config
 from localcluster.admin import committed_offsets, end_offsets
 from message_model import MessageModel
-from single_message_consumer import SingleConsumer
+from single_message_consumer import consume_messages
 from support.processes import App, app_env, run_script
 from support.records import read_records
 
@@ -219,78 +222,54 @@ def test_end_to_end_every_acknowledged_message_is_processed_by_both_groups(
 
 @pytest.mark.cluster
 @pytest.mark.timeout(90)
-def test_failed_batch_is_redelivered(
-    bootstrap_servers: str, fresh_topic: str, admin: AdminClient, safety_stop: threading.Event
+@pytest.mark.parametrize("loop", ["batch", "single"])
+def test_failed_processing_is_redelivered(
+    loop: str,
+    bootstrap_servers: str,
+    fresh_topic: str,
+    admin: AdminClient,
+    safety_stop: threading.Event,
 ) -> None:
-    produced = produce_good(bootstrap_servers, fresh_topic, 30)
-    group = unique("batch-fail")
-    calls: list[list[str]] = []
-    committed_at_retry: dict[int, int] = {}
+    """Processing raises once: what failed is not committed, and it is processed again."""
+    produced = produce_good(bootstrap_servers, fresh_topic, 30 if loop == "batch" else 15)
+    group = unique(f"{loop}-fail")
+    calls: list[list[str]] = []  # message ids handed to each call of the processing function
+    at_retry: list[dict[int, int]] = []  # committed offsets when the failed ones came again
 
-    def fail_first_batch(batch: list[MessageModel]) -> None:
-        calls.append([message.message_id for message in batch])
+    def fail_first_call(message_ids: list[str]) -> None:
+        if calls and not at_retry and set(message_ids) & set(calls[0]):
+            # What a crash right now would restart from.
+            at_retry.append(committed_offsets(bootstrap_servers, group, fresh_topic, timeout=10))
+        calls.append(message_ids)
         if len(calls) == 1:
             raise RuntimeError("simulated processing failure")
-        if len(calls) == 2:  # what a crash right now would restart from
-            committed_at_retry.update(
-                committed_offsets(bootstrap_servers, group, fresh_topic, timeout=10)
-            )
 
-    consumer = Consumer(app_config.consumer_config(bootstrap_servers, group))
-    status = BatchConsumer(
-        consumer,
-        fresh_topic,
-        fail_first_batch,
-        batch_size=10,
-        batch_window=1,
-        stop=safety_stop,
-        idle_exit=5,
-    ).run()
+    def process_batch(batch: list[MessageModel]) -> None:
+        fail_first_call([message.message_id for message in batch])
+
+    def process_message(message: MessageModel) -> None:
+        fail_first_call([message.message_id])
+
+    consumer = Consumer(consumer_config(bootstrap_servers, group))
+    stop_when = StopWhen(safety_stop, ClientHealth(), idle_exit=5)
+    if loop == "batch":
+        status = consume_batches(
+            consumer, fresh_topic, process_batch, stop_when, batch_size=10, batch_window=1
+        )
+    else:
+        status = consume_messages(consumer, fresh_topic, process_message, stop_when)
 
     assert status == 0
     assert not safety_stop.is_set(), "the consumer did not finish on its own"
     failed, later = calls[0], [i for call in calls[1:] for i in call]
-    assert failed, "the first batch was empty"
-    assert set(failed) <= set(later), "records of the failed batch were never handled again"
+    assert failed, "the first call got no message"
+    assert set(failed) <= set(later), "messages whose processing failed were never handled again"
     for message_id in failed:
         partition, offset = produced[message_id]
         # Never committed: a restart reads the partition from its beginning.
-        restart_at = committed_at_retry.get(partition, OFFSET_BEGINNING)
-        assert restart_at <= offset, "the failed batch was committed"
+        restart_at = at_retry[0].get(partition, OFFSET_BEGINNING)
+        assert restart_at <= offset, "a message whose processing failed was committed"
     assert set(later) == set(produced)
-    assert_fully_committed(bootstrap_servers, admin, group, fresh_topic)
-
-
-@pytest.mark.cluster
-@pytest.mark.timeout(90)
-def test_failed_message_is_redelivered(
-    bootstrap_servers: str, fresh_topic: str, admin: AdminClient, safety_stop: threading.Event
-) -> None:
-    produced = produce_good(bootstrap_servers, fresh_topic, 15)
-    group = unique("single-fail")
-    calls: list[str] = []
-    committed_at_retry: dict[int, int] = {}
-
-    def fail_first(message: MessageModel) -> None:
-        calls.append(message.message_id)
-        if len(calls) == 1:
-            raise RuntimeError("simulated processing failure")
-        if message.message_id == calls[0]:  # the retry: a crash now restarts from here
-            committed_at_retry.update(
-                committed_offsets(bootstrap_servers, group, fresh_topic, timeout=10)
-            )
-
-    consumer = Consumer(app_config.consumer_config(bootstrap_servers, group))
-    status = SingleConsumer(consumer, fresh_topic, fail_first, stop=safety_stop, idle_exit=5).run()
-
-    assert status == 0
-    assert not safety_stop.is_set(), "the consumer did not finish on its own"
-    assert calls[0] in calls[1:], "the failed message was never handled again"
-    partition, offset = produced[calls[0]]
-    # Never committed: a restart reads the partition from its beginning.
-    restart_at = committed_at_retry.get(partition, OFFSET_BEGINNING)
-    assert restart_at <= offset, "the failed message was committed"
-    assert set(calls[1:]) == set(produced)
     assert_fully_committed(bootstrap_servers, admin, group, fresh_topic)
 
 
@@ -353,19 +332,19 @@ def test_a_commit_inside_a_rebalance_callback_returns(
     """librdkafka calls on_assign / on_revoke inside poll(), and on_revoke commits what a
     refused commit left. confluent-kafka 2.16 admits only the polling thread into the Consumer
     until poll() returns: a commit handed to another thread there waited forever (the
-    rebalance fault test stalled in 3 of 9 runs). app_config.commit_offsets must commit on
-    the calling thread."""
+    rebalance fault test stalled in 3 of 9 runs). commits.commit_offsets must commit on the
+    calling thread."""
     exits: list[int] = []
-    monkeypatch.setattr(app_config.os, "_exit", exits.append)  # a hang must fail, not kill
-    monkeypatch.setattr(app_config, "COMMIT_TIMEOUT_SECONDS", 10.0)
+    monkeypatch.setattr(commits.os, "_exit", exits.append)  # a hang must fail, not kill
+    monkeypatch.setattr(commits, "COMMIT_TIMEOUT_SECONDS", 10.0)
     group = unique("commit-in-callback")
-    consumer = Consumer(app_config.consumer_config(bootstrap_servers, group))
-    outcomes: list[tuple[app_config.Offsets, float]] = []
+    consumer = Consumer(consumer_config(bootstrap_servers, group))
+    outcomes: list[tuple[commits.Offsets, float]] = []
 
     def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
         started = time.monotonic()
         offsets = {(fresh_topic, tp.partition): 0 for tp in partitions}
-        outcomes.append((app_config.commit_offsets(consumer, offsets), time.monotonic() - started))
+        outcomes.append((commits.commit_offsets(consumer, offsets), time.monotonic() - started))
 
     consumer.subscribe([fresh_topic], on_assign=on_assign)
     deadline = time.monotonic() + 30

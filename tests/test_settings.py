@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import app_config
+from kafka_app.settings import ConfigError, connection, load_properties
 from support.processes import App, app_env, run_script
 
 # --------------------------------------------------------------------------------------------
@@ -71,7 +71,8 @@ def test_missing_client_properties_file_is_one_clear_line(script: str, tmp_path:
         ("producer.py", "acks=1", "acks"),  # librdkafka: conflicts with idempotence
         ("single_message_consumer.py", "max.poll.records=10", "max.poll.records"),
         ("single_message_consumer.py", "no.such.property=1", "no.such.property"),
-        ("producer.py", "just some words", "expected key=value"),
+        # Java reads this line as the key "just", which librdkafka does not know.
+        ("producer.py", "just some words", 'No such configuration property: "just"'),
     ],
 )
 def test_bad_client_properties_exit_2(
@@ -99,7 +100,7 @@ def test_load_properties_java_syntax(tmp_path: Path) -> None:
         "ssl.endpoint.identification.algorithm=https\\\n"
         "   \n"
     )
-    assert app_config.load_properties(path) == {
+    assert load_properties(path) == {
         "bootstrap.servers": "pkc-1.example.com:9092",
         "security.protocol": "SASL_SSL",
         "sasl.mechanisms": "PLAIN",
@@ -107,6 +108,24 @@ def test_load_properties_java_syntax(tmp_path: Path) -> None:
         "sasl.password": "p=ss\\word!",
         "ssl.endpoint.identification.algorithm": "https",
     }
+
+
+def test_load_properties_reads_what_java_reads(tmp_path: Path) -> None:
+    """Java's grammar, not a subset of it: a space separates a key from its value too."""
+    path = tmp_path / "client.properties"
+    path.write_text("sasl.mechanism PLAIN\nsasl.username\tKEY\nkey\\ with\\ spaces = v\n")
+    assert load_properties(path) == {
+        "sasl.mechanism": "PLAIN",
+        "sasl.username": "KEY",
+        "key with spaces": "v",
+    }
+
+
+def test_java_only_property_is_named_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "client.properties"
+    path.write_text("# a comment\nlinger.ms=\\\n  5\n\nsasl.jaas.config=x\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}:5: sasl.jaas.config is a"):
+        load_properties(path)
 
 
 def test_properties_file_bootstrap_is_used_unless_overridden(tmp_path: Path) -> None:
@@ -121,12 +140,15 @@ def test_properties_file_bootstrap_is_used_unless_overridden(tmp_path: Path) -> 
         for key, value in env.items():
             patch.setenv(key, value)
         args = producer.parse_args([])
-        assert args.bootstrap_servers == "from-file:9092"
-        assert args.client_properties == {"linger.ms": "50"}
+        assert connection(args.bootstrap_servers, args.client_properties) == (
+            "from-file:9092",
+            {"linger.ms": "50"},
+        )
         patch.setenv("KAFKA_BOOTSTRAP_SERVERS", "from-env:9092")
-        assert producer.parse_args([]).bootstrap_servers == "from-env:9092"
+        args = producer.parse_args([])
+        assert connection(args.bootstrap_servers, args.client_properties)[0] == "from-env:9092"
         args = producer.parse_args(["--bootstrap-servers", "from-flag:9092"])
-        assert args.bootstrap_servers == "from-flag:9092"
+        assert connection(args.bootstrap_servers, args.client_properties)[0] == "from-flag:9092"
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaException
 
-import app_config
+from kafka_app.commits import COMMIT_TIMEOUT_SECONDS
+from kafka_app.lifecycle import EXIT_CLIENT_STUCK
 from localcluster.admin import committed_offsets, end_offsets
 from support.figures import Figures, longest_gap
 from support.processes import App, Apps, Supervised
@@ -164,7 +165,7 @@ def test_apps_started_before_the_cluster_and_full_restart(
                 tmp_path / "producer.acked",
             )
 
-        producer = Supervised(start_producer, app_config.EXIT_CLIENT_STUCK)
+        producer = Supervised(start_producer, EXIT_CLIENT_STUCK)
         # Full speed with no broker: its local queue (100,000 messages) fills at once.
         impatient = apps.producer("impatient", topic, "--flush-timeout", 2)
         starters = {"batch": apps.batch_consumer, "single": apps.single_consumer}
@@ -180,7 +181,7 @@ def test_apps_started_before_the_cluster_and_full_restart(
 
             return start
 
-        consumers = {k: Supervised(starter(k), app_config.EXIT_CLIENT_STUCK) for k in starters}
+        consumers = {k: Supervised(starter(k), EXIT_CLIENT_STUCK) for k in starters}
         everyone = [producer, impatient, *consumers.values()]
         acks = tail.follow(tmp_path / "producer.acked")
         processed = {n: tail.follow(tmp_path / f"{n}.processed", keep=True) for n in consumers}
@@ -235,7 +236,7 @@ def test_apps_started_before_the_cluster_and_full_restart(
 
         wait_until(
             lambda: all(done(n) for n in consumers),
-            app_config.COMMIT_TIMEOUT_SECONDS + 120,
+            COMMIT_TIMEOUT_SECONDS + 120,
             "",
             consumers.values(),
             0.05,
@@ -348,7 +349,7 @@ def written_twice(content: TopicContent) -> dict[str, list[tuple[int, int]]]:
     return {m: places for m, places in where.items() if len(places) > 1}
 
 
-# What app_config.ErrorReporter logs when a client is left with no broker (librdkafka#5301).
+# What kafka_app.client_health logs when a client is left with no broker (librdkafka#5301).
 STRANDED = "The Kafka client has known no broker"
 
 

@@ -19,10 +19,14 @@ import time
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
-import app_config
-from batch_message_consumer import BatchConsumer
+from batch_message_consumer import consume_batches
+from kafka_app import commits
+from kafka_app.at_least_once import StopWhen
+from kafka_app.client_health import STRANDED_AFTER_SECONDS, ClientHealth
+from kafka_app.lifecycle import EXIT_CLIENT_STUCK
+from kafka_app.settings import consumer_config
 from localcluster.admin import committed_offsets
-from single_message_consumer import SingleConsumer
+from single_message_consumer import consume_messages
 
 
 class Exited(Exception):
@@ -51,17 +55,17 @@ def test_stuck_commit_exits_with_client_stuck_status(
         exits.append((status, time.monotonic()))
         consumer.release.set()  # the real os._exit ends the process, commit() and all
 
-    monkeypatch.setattr(app_config.os, "_exit", fake_exit)
-    monkeypatch.setattr(app_config, "COMMIT_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(commits.os, "_exit", fake_exit)
+    monkeypatch.setattr(commits, "COMMIT_TIMEOUT_SECONDS", 0.5)
     started = time.monotonic()
     try:
         with caplog.at_level(logging.CRITICAL):
-            app_config.commit_offsets(consumer, {("topic", 0): 42})
+            commits.commit_offsets(consumer, {("topic", 0): 42})
     finally:
         consumer.release.set()
 
     assert consumer.calls == 1
-    assert [status for status, _ in exits] == [app_config.EXIT_CLIENT_STUCK]
+    assert [status for status, _ in exits] == [EXIT_CLIENT_STUCK]
     elapsed = exits[0][1] - started
     assert 0.5 <= elapsed < 3, f"gave up after {elapsed:.1f} s"
     assert "did not complete in" in caplog.text and "topic [0]@42" in caplog.text
@@ -81,14 +85,14 @@ class AnsweringConsumer:
 def test_a_commit_that_answers_leaves_no_watchdog_behind(monkeypatch: pytest.MonkeyPatch) -> None:
     """The bound changes nothing for a commit that answers, or fails, in time."""
     exits: list[int] = []
-    monkeypatch.setattr(app_config.os, "_exit", exits.append)
-    monkeypatch.setattr(app_config, "COMMIT_TIMEOUT_SECONDS", 0.3)
-    assert app_config.commit_offsets(AnsweringConsumer(), {("topic", 0): 42}) == {}
+    monkeypatch.setattr(commits.os, "_exit", exits.append)
+    monkeypatch.setattr(commits, "COMMIT_TIMEOUT_SECONDS", 0.3)
+    assert commits.commit_offsets(AnsweringConsumer(), {("topic", 0): 42}) == {}
     refused = KafkaException(KafkaError(KafkaError.REBALANCE_IN_PROGRESS))
-    assert app_config.commit_offsets(AnsweringConsumer(refused), {("topic", 1): 7}) == {
+    assert commits.commit_offsets(AnsweringConsumer(refused), {("topic", 1): 7}) == {
         ("topic", 1): 7
     }
-    time.sleep(0.6)  # twice the bound: a watchdog left running would have fired by now
+    time.sleep(1.5)  # the bound and the watchdog's check period: it would have fired by now
     assert exits == []
 
 
@@ -124,16 +128,16 @@ def test_a_client_that_knows_no_broker_is_stranded(
         name: b for name, b in stats["brokers"].items() if b["source"] in ("internal", "logical")
     })  # fmt: skip
     clock = [1000.0]
-    errors = app_config.ErrorReporter(clock=lambda: clock[0])
+    errors = ClientHealth(clock=lambda: clock[0])
 
     errors.on_stats(json.dumps(stats))
     errors.on_stats(json.dumps(gone))
-    clock[0] += app_config.STRANDED_AFTER_SECONDS - 1
+    clock[0] += STRANDED_AFTER_SECONDS - 1
     errors.on_stats(json.dumps(gone))
     assert not errors.stranded and not errors.broken, "stranded before the grace period"
     errors.on_stats(json.dumps(stats))  # a broker again: the count starts over
     errors.on_stats(json.dumps(gone))
-    clock[0] += app_config.STRANDED_AFTER_SECONDS - 1
+    clock[0] += STRANDED_AFTER_SECONDS - 1
     errors.on_stats(json.dumps(gone))
     assert not errors.stranded
     with caplog.at_level(logging.CRITICAL):
@@ -146,21 +150,21 @@ def test_a_client_that_knows_no_broker_is_stranded(
 @pytest.mark.faults
 def test_a_stranded_consumer_stops_with_status_3(kafka_cluster, fresh_topic: str) -> None:
     """Given up on, a consumer closes and says so with its exit status, for a restart."""
-    errors = app_config.ErrorReporter()
-    config = app_config.consumer_config(kafka_cluster.bootstrap, "stranded-test", None, errors)
-    assert config["stats_cb"] == errors.on_stats and config["statistics.interval.ms"] > 0
-    loop = SingleConsumer(Consumer(config), fresh_topic, errors=errors)
-    errors.stranded = True
+    health = ClientHealth()
+    config = consumer_config(kafka_cluster.bootstrap, "stranded-test", None, health.callbacks())
+    assert config["stats_cb"] == health.on_stats and config["statistics.interval.ms"] > 0
+    health.stranded = True
     started = time.monotonic()
-    assert loop.run() == app_config.EXIT_CLIENT_STUCK
+    stop_when = StopWhen(threading.Event(), health)
+    assert consume_messages(Consumer(config), fresh_topic, print, stop_when) == EXIT_CLIENT_STUCK
     assert time.monotonic() - started < 30
 
 
 class StrandedWhileConsuming(Consumer):
     """A real consumer whose client turns stranded in the call that returns the first
-    messages, as ErrorReporter.on_stats would mark it from inside that call."""
+    messages, as ClientHealth.on_stats would mark it from inside that call."""
 
-    errors: app_config.ErrorReporter
+    errors: ClientHealth
 
     def consume(self, *args, **kwargs):  # type: ignore[override]
         return self._stranded_if(super().consume(*args, **kwargs))
@@ -185,20 +189,21 @@ def test_messages_fetched_as_the_client_strands_are_left_for_redelivery(
     for n in range(3):
         producer.produce(fresh_topic, f'{{"message_id":"m{n}","content":"c{n}"}}'.encode())
     assert producer.flush(30) == 0
-    errors = app_config.ErrorReporter()
+    errors = ClientHealth()
     group = f"stranded-{kind}-{time.monotonic_ns()}"
     consumer = StrandedWhileConsuming(
-        app_config.consumer_config(kafka_cluster.bootstrap, group, None, errors)
+        consumer_config(kafka_cluster.bootstrap, group, None, errors.callbacks())
     )
     consumer.errors = errors
     handled: list = []
-    if kind == "batch":
-        loop = BatchConsumer(consumer, fresh_topic, handled.extend, batch_window=5, errors=errors)
-    else:
-        loop = SingleConsumer(consumer, fresh_topic, handled.append, errors=errors)
+    stop_when = StopWhen(threading.Event(), errors)
     started = time.monotonic()
-    assert loop.run() == app_config.EXIT_CLIENT_STUCK
+    if kind == "batch":
+        status = consume_batches(consumer, fresh_topic, handled.extend, stop_when, batch_window=5)
+    else:
+        status = consume_messages(consumer, fresh_topic, handled.append, stop_when)
+    assert status == EXIT_CLIENT_STUCK
     assert time.monotonic() - started < 60
     assert errors.stranded, "the client never got a message"
-    assert handled == [] and loop.processed == 0
+    assert handled == [] and stop_when.processed == 0
     assert committed_offsets(kafka_cluster.bootstrap, group, fresh_topic, timeout=15) == {}
