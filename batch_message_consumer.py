@@ -80,9 +80,7 @@ def consume_batches(
     status = lifecycle.EXIT_OK
     try:
         while not stop_when.due():
-            batch = collect(
-                consumer, collecting, stop_when.limit(batch_size), batch_window, stop_when
-            )
+            batch = collect(consumer, collecting, batch_size, batch_window, stop_when)
             if not batch or stop_when.health.broken:  # a broken client could not commit it
                 commits.retry_if_due()
                 continue
@@ -116,12 +114,15 @@ def consume_batches(
 def collect(
     consumer: Consumer, batch: list[Message], limit: int, window: float, stop_when: StopWhen
 ) -> list[Message]:
-    """Consume into ``batch`` until it holds ``limit`` records, the window opened by its first
-    record closes, or the loop must stop; return the records, and empty ``batch``.
+    """Consume into ``batch`` until it holds ``limit`` records (fewer if --max-messages is
+    nearer), the window opened by its first record closes, or the loop must stop; return the
+    records, and empty ``batch``.
 
     consume() returns about 200 ms after its first record, so at the demo's pace one call
     gives one record. Rebalance callbacks run inside consume() and may empty the batch.
     """
+    if stop_when.max_messages is not None:
+        limit = min(limit, stop_when.max_messages - stop_when.processed)
     deadline = math.inf  # until the batch's first record opens its window
     while len(batch) < limit and not stop_when.interrupted():
         if not batch:

@@ -1,7 +1,5 @@
-"""The steps the consumers' at-least-once loops are made of, named in Kafka's terms: open the
-consumer, decode or skip a poison record, rewind after a failure and back off, know when to
-stop, and close. The loops themselves are in the two consumer scripts; commits are in
-kafka_app/commits.py."""
+"""The steps of the consumers' at-least-once loops (which are in the two consumer scripts),
+named in Kafka's terms: open, decode or skip, rewind and back off, when to stop, close."""
 
 import argparse
 import dataclasses
@@ -57,11 +55,6 @@ class StopWhen:
         since = time.monotonic() - self.last_record_at
         return self.idle_exit is not None and since >= self.idle_exit
 
-    def limit(self, batch_size: int) -> int:
-        """How many records the next batch may hold under ``--max-messages``."""
-        left = batch_size if self.max_messages is None else self.max_messages - self.processed
-        return min(batch_size, left)
-
     def saw_record(self) -> None:
         self.last_record_at = time.monotonic()
 
@@ -83,9 +76,9 @@ def log_assigned(consumer: Consumer, partitions: list[TopicPartition]) -> None:
 
 
 def decode_or_skip(msg: Message) -> MessageModel | None:
-    """The record's MessageModel, or None, with a warning, for a poison record: a tombstone
-    or bytes that are not a MessageModel. It will never become valid, and retrying it would
-    block its partition for ever, so the loop skips it and commits past it."""
+    """The record's MessageModel, or None, with a warning, for a poison record (a tombstone,
+    bytes that are not a MessageModel): it will never become valid, so the loop skips it and
+    commits past it rather than block its partition for ever."""
     try:
         if (value := msg.value()) is None:
             raise MessageDecodeError("tombstone (value is null)")
@@ -97,8 +90,8 @@ def decode_or_skip(msg: Message) -> MessageModel | None:
 
 
 def log_consumer_error(msg: Message) -> None:
-    """Log an error event that poll()/consume() returned instead of a record: it carries
-    nothing to process or commit, and librdkafka keeps fetching. A fatal one is raised."""
+    """Log an error event poll()/consume() returned instead of a record (librdkafka keeps
+    fetching); raise a fatal one."""
     error = msg.error()
     if error.code() == KafkaError._PARTITION_EOF:
         return
@@ -109,9 +102,8 @@ def log_consumer_error(msg: Message) -> None:
 
 
 def rewind(consumer: Consumer, messages: Iterable[Message]) -> None:
-    """Seek each partition back to its first message here, so that exactly these come again.
-    Not committing alone would not: the position has moved on, and the next commit would
-    cover them."""
+    """Seek each partition back to its first message here, so that exactly these come again
+    (not committing alone would not: the position has moved on already)."""
     first: dict[tuple[str, int], int] = {}
     for msg in messages:
         first.setdefault((msg.topic(), msg.partition()), msg.offset())
@@ -140,10 +132,7 @@ def close(
     consumer: Consumer, commits: Commits, stop_when: StopWhen, status: int, log: RecordLog
 ) -> int:
     """Leave the group; return the exit status, 0 only if all processed is committed.
-
-    close() revokes every partition, so on_revoke makes a last try for a failed commit,
-    inside the rebalance protocol, where librdkafka expects commits.
-    """
+    close() revokes every partition, so on_revoke makes a last try for a failed commit."""
     # What earlier revocations could not commit is their new owners' to re-read.
     commits.not_committed.clear()
     if stop_when.health.stranded:  # no broker to commit to

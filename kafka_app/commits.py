@@ -1,14 +1,13 @@
 """Synchronous commits of explicit offsets, bounded in time; a failed one is kept and retried
 until it succeeds, its partitions are revoked (a last try) or lost (dropped)."""
 
-import contextlib
 import faulthandler
 import logging
 import math
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
@@ -62,15 +61,18 @@ def commit_offsets(consumer: Any, offsets: Offsets) -> Offsets:
     if not offsets:
         return {}  # committing nothing would raise _NO_OFFSET
     request = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+    if _bound.ident is None:
+        _bound.start()
+    _bound.offsets, _bound.deadline = offsets, time.monotonic() + COMMIT_TIMEOUT_SECONDS
     try:
-        with _bound.watching(offsets):
-            result = consumer.commit(offsets=request, asynchronous=False)
+        result = consumer.commit(offsets=request, asynchronous=False)
     except KafkaException as exc:
-        error = exc.args[0]
-        if isinstance(error, KafkaError) and error.fatal():
+        if exc.args[0].fatal():
             raise
-        _log_failure(format_offsets(offsets), error)
+        _log_failure(format_offsets(offsets), exc.args[0])
         return dict(offsets)
+    finally:
+        _bound.deadline = math.inf
     failed = {}
     for tp in result or []:
         if tp.error is not None:
@@ -79,15 +81,15 @@ def commit_offsets(consumer: Any, offsets: Offsets) -> Offsets:
     return failed
 
 
-def _log_failure(what: str, error: Any) -> None:
-    if isinstance(error, KafkaError) and error.code() in _REBALANCE_ERRORS:
+def _log_failure(what: str, error: KafkaError) -> None:
+    if error.code() in _REBALANCE_ERRORS:
         logging.warning("Commit of %s refused during a rebalance (%s); will retry", what, error)
     else:
         logging.error("Commit of %s failed: %s", what, error)
 
 
 class Commits:
-    """The consumer's commits, with the offsets of a failed commit kept for the next one."""
+    """A consumer's commits: the offsets of a failed commit are kept for the next one."""
 
     def __init__(self, consumer: Any) -> None:
         self.consumer = consumer
@@ -98,8 +100,7 @@ class Commits:
     def commit(self, offsets: Offsets) -> Offsets:
         """Commit ``offsets`` and pending ones (the higher per partition); return the committed."""
         for key, offset in offsets.items():
-            if offset > self.pending.get(key, -1):
-                self.pending[key] = offset
+            self.pending[key] = max(offset, self.pending.get(key, -1))
         to_commit = self.pending
         self.pending = commit_offsets(self.consumer, to_commit)
         self._retry_at = time.monotonic() + COMMIT_RETRY_SECONDS
@@ -116,23 +117,20 @@ class Commits:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         last_chance = {tp: o for tp, o in self.pending.items() if tp in revoked}
         self.not_committed.update(commit_offsets(self.consumer, last_chance))
-        self._drop(partitions)
+        self.pending = {tp: o for tp, o in self.pending.items() if tp not in revoked}
         note = f" ({dropped} collected, unprocessed messages dropped: the next owner reads them,"
-        note += " as they are not committed)"
-        logging.info(
-            f"Partitions revoked: {format_partitions(partitions)}{note if dropped else ''}"
-        )
+        note = f"{note} as they are not committed)" if dropped else ""
+        logging.info(f"Partitions revoked: {format_partitions(partitions)}{note}")
 
     def partitions_lost(self, partitions: list[TopicPartition], dropped: int = 0) -> None:
         """In on_lost: the partitions are someone else's, nothing of them can be committed."""
-        self._drop(partitions)
+        lost = {(tp.topic, tp.partition) for tp in partitions}
+        self.pending = {tp: o for tp, o in self.pending.items() if tp not in lost}
         note = f"; {dropped} collected, unprocessed messages dropped" if dropped else ""
-        lost = format_partitions(partitions)
-        logging.warning(f"Partitions lost: {lost} (uncommitted messages will be redelivered{note})")
-
-    def _drop(self, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            self.pending.pop((tp.topic, tp.partition), None)
+        where = format_partitions(partitions)
+        logging.warning(
+            f"Partitions lost: {where} (uncommitted messages will be redelivered{note})"
+        )
 
     def abandon(self) -> None:
         """With no broker to commit to, give up on what is pending."""
@@ -140,29 +138,17 @@ class Commits:
         self.pending = {}
 
 
-class _CommitBound:
+class _CommitBound(threading.Thread):
     """Ends the process when a commit outlasts COMMIT_TIMEOUT_SECONDS: commit() takes no
-    timeout, and nothing unsticks a client stuck in it. One thread checks the deadline each
-    commit sets: a timer per commit (threading.Timer, or faulthandler.dump_traceback_later,
-    which exits 1, not 3) costs 60 to 120 µs, a tenth of the single consumer's commit cycle.
-    """
+    timeout, and nothing unsticks a client stuck in it. This one thread checks the deadline
+    each commit sets: a timer per commit (threading.Timer, or faulthandler's, which exits 1,
+    not 3) costs 60 to 120 µs, a tenth of the single consumer's commit cycle."""
 
     def __init__(self) -> None:
+        super().__init__(name="commit-bound", daemon=True)
         self.deadline, self.offsets = math.inf, {}
-        self.thread: threading.Thread | None = None
 
-    @contextlib.contextmanager
-    def watching(self, offsets: Offsets) -> Iterator[None]:
-        if self.thread is None:
-            self.thread = threading.Thread(target=self._watch, name="commit-bound", daemon=True)
-            self.thread.start()
-        self.offsets, self.deadline = offsets, time.monotonic() + COMMIT_TIMEOUT_SECONDS
-        try:
-            yield
-        finally:
-            self.deadline = math.inf
-
-    def _watch(self) -> None:
+    def run(self) -> None:
         while True:
             time.sleep(min(1.0, COMMIT_TIMEOUT_SECONDS / 10))
             if time.monotonic() > self.deadline:

@@ -1,10 +1,7 @@
-"""Settings: the defaults, the flags and environment variables that override them (README.md,
-"Settings"), the client properties file, and the client configs built from them all.
-
-The flag wins, then the variable, then the default: plain argparse does it, as each option's
-default is the variable's text when it is set, and argparse runs the option's ``type`` on a
-text default too. So a bad value, given either way, exits 2 with one error line.
-"""
+"""Settings: defaults, the flags and environment variables that override them (README.md,
+"Settings"), the client properties file, and the client configs built from them all. The flag
+wins, then the variable, then the default; argparse checks a variable's text as it checks a
+flag's, so a bad value, given either way, exits 2 with one error line."""
 
 import argparse
 import contextlib

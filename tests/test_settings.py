@@ -86,39 +86,47 @@ def test_bad_client_properties_exit_2(
     assert "Traceback" not in result.stderr
 
 
-def test_load_properties_java_syntax(tmp_path: Path) -> None:
-    path = tmp_path / "client.properties"
-    path.write_text(
-        "# Confluent Cloud style\n"
-        "! also a comment\n"
-        "\n"
-        "bootstrap.servers=pkc-1.example.com:9092\n"
-        "security.protocol = SASL_SSL\n"
-        "sasl.mechanisms: PLAIN\n"
-        "sasl.username=KEY\n"
-        "sasl.password=p\\=ss\\\\word\\u0021\n"
-        "ssl.endpoint.identification.algorithm=https\\\n"
-        "   \n"
-    )
-    assert load_properties(path) == {
-        "bootstrap.servers": "pkc-1.example.com:9092",
-        "security.protocol": "SASL_SSL",
-        "sasl.mechanisms": "PLAIN",
-        "sasl.username": "KEY",
-        "sasl.password": "p=ss\\word!",
-        "ssl.endpoint.identification.algorithm": "https",
-    }
+CONFLUENT_STYLE = (
+    "# Confluent Cloud style\n"
+    "! also a comment\n"
+    "\n"
+    "bootstrap.servers=pkc-1.example.com:9092\n"
+    "security.protocol = SASL_SSL\n"
+    "sasl.mechanisms: PLAIN\n"
+    "sasl.username=KEY\n"
+    "sasl.password=p\\=ss\\\\word\\u0021\n"
+    "ssl.endpoint.identification.algorithm=https\\\n"
+    "   \n"
+)
+# Java's grammar, not a subset of it: white space separates a key from its value too.
+SPACE_SEPARATED = "sasl.mechanism PLAIN\nsasl.username\tKEY\nkey\\ with\\ spaces = v\n"
 
 
-def test_load_properties_reads_what_java_reads(tmp_path: Path) -> None:
-    """Java's grammar, not a subset of it: a space separates a key from its value too."""
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            CONFLUENT_STYLE,
+            {
+                "bootstrap.servers": "pkc-1.example.com:9092",
+                "security.protocol": "SASL_SSL",
+                "sasl.mechanisms": "PLAIN",
+                "sasl.username": "KEY",
+                "sasl.password": "p=ss\\word!",
+                "ssl.endpoint.identification.algorithm": "https",
+            },
+        ),
+        (
+            SPACE_SEPARATED,
+            {"sasl.mechanism": "PLAIN", "sasl.username": "KEY", "key with spaces": "v"},
+        ),
+    ],
+    ids=["confluent-style", "space-separated"],
+)
+def test_load_properties_java_syntax(text: str, expected: dict, tmp_path: Path) -> None:
     path = tmp_path / "client.properties"
-    path.write_text("sasl.mechanism PLAIN\nsasl.username\tKEY\nkey\\ with\\ spaces = v\n")
-    assert load_properties(path) == {
-        "sasl.mechanism": "PLAIN",
-        "sasl.username": "KEY",
-        "key with spaces": "v",
-    }
+    path.write_text(text)
+    assert load_properties(path) == expected
 
 
 def test_java_only_property_is_named_with_its_line(tmp_path: Path) -> None:
