@@ -8,7 +8,7 @@
   the peers and ProducerPerformance start their clocks at the first send) to main's return.
 - batch / single: ``batch_message_consumer.main()`` / ``single_message_consumer.main()``
   themselves, ``--max-messages N --log-level WARNING`` (batches of 10, one synchronous commit
-  per batch / per message). The only change: their module's ``Consumer`` is a subclass that
+  per batch / per message). The only change: kafka_app.settings' ``Consumer`` is a subclass that
   notes the time of the first partition assignment and of ``close()``; the hot methods
   (consume, poll, commit) are untouched. Timed from assignment to close (the last commit is
   done by then), like VerifiableConsumer's events from partitions_assigned to the last commit.
@@ -81,9 +81,11 @@ def run_producer(args) -> dict:
 
 
 def run_consumer_script(module_name: str, args, *extra: str) -> dict:
+    from kafka_app import settings
+
     module = __import__(module_name)
     watch = Stopwatch()
-    module.Consumer = timed_consumer_class(watch)  # the class the script's main() creates
+    settings.Consumer = timed_consumer_class(watch)  # the class create_consumer() builds
     argv = [
         "--bootstrap-servers", args.bootstrap, "--topic", args.topic,
         "--group-id", args.group, "--max-messages", str(args.messages),
@@ -123,8 +125,9 @@ def run_plain(args) -> dict:
 def run_latency(args) -> dict:
     import producer
     import single_message_consumer
+    from kafka_app.at_least_once import StopWhen
     from kafka_app.client_health import ClientHealth
-    from kafka_app.lifecycle import RecordLog, StopWhen
+    from kafka_app.lifecycle import RecordLog
     from kafka_app.settings import DEFAULT_PRODUCER_INTERVAL_SECONDS, consumer_config
 
     health = ClientHealth()
