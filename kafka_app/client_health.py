@@ -1,6 +1,5 @@
 """Client health: client-level errors logged without flooding, and the two states in which a
-client can do nothing more, a fatal error or stranded with no broker (librdkafka#5301). Every
-client gets :meth:`ClientHealth.callbacks`; the scripts stop when it is ``broken``."""
+client can do nothing more, a fatal error or stranded with no broker (librdkafka#5301)."""
 
 import json
 import logging
@@ -13,44 +12,32 @@ from confluent_kafka import KafkaError
 
 from kafka_app.lifecycle import EXIT_CLIENT_STUCK
 
+# How often clients report statistics (one small JSON document), and how long these may list
+# no broker before the client counts as stranded: time for librdkafka to recover by itself.
+STATS_INTERVAL_MS = 5000
+STRANDED_AFTER_SECONDS = 15.0
+REPEAT_INTERVAL = 30.0  # while brokers stay down, repeat a warning at most this often
+RETRIABLE = (
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._RESOLVE,
+    KafkaError._TIMED_OUT,
+)
+
 
 class _DropConnectFailures(logging.Filter):
-    """librdkafka logs every failed connection attempt (facility FAIL), many per second while
-    brokers are down; error_cb reports the same errors, rate-limited, so drop these lines."""
+    """Drops librdkafka's line per failed connection attempt (facility FAIL), many a second
+    while brokers are down: error_cb reports the same errors, rate-limited."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (isinstance(record.args, tuple) and record.args[:1] == ("FAIL",))
 
 
-# How often clients report statistics (one small JSON document), and how long these may list
-# no broker before the client counts as stranded: time for librdkafka to recover by itself.
-STATS_INTERVAL_MS = 5000
-STRANDED_AFTER_SECONDS = 15.0
-
-
-def librdkafka_logger() -> logging.Logger:
-    """librdkafka's own log lines (``WARNING:librdkafka:GETPID [rdkafka#producer-1] ...``) go
-    through Python logging instead of straight to stderr, so they share our format and level."""
-    logger = logging.getLogger("librdkafka")
-    if not logger.filters:
-        logger.addFilter(_DropConnectFailures())
-    return logger
-
-
 class ClientHealth:
     """``error_cb``, ``stats_cb`` and ``logger`` for a client. Unreachable brokers are warned
     about (librdkafka reconnects by itself); a fatal error (say, the idempotent producer's
-    state can no longer be trusted) or a stranded client (:meth:`on_stats`) make it ``broken``.
+    state can no longer be trusted) or a stranded client make it ``broken``: the script stops.
     """
-
-    RETRIABLE = (
-        KafkaError._TRANSPORT,
-        KafkaError._ALL_BROKERS_DOWN,
-        KafkaError._RESOLVE,
-        KafkaError._TIMED_OUT,
-    )
-
-    REPEAT_INTERVAL = 30.0  # while brokers stay down, repeat a warning at most this often
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock  # seconds; tests pass their own
@@ -62,37 +49,32 @@ class ClientHealth:
 
     @property
     def broken(self) -> bool:
-        """The client can do nothing more: the script must stop (and a restart recovers)."""
         return self.fatal_error is not None or self.stranded
 
     def callbacks(self) -> dict[str, Any]:
-        """The client config entries that report to this object."""
-        return {
-            "error_cb": self,
-            "stats_cb": self.on_stats,
-            "statistics.interval.ms": STATS_INTERVAL_MS,
-            "logger": librdkafka_logger(),
-        }
+        """The client config entries that report here. librdkafka's own log lines go through
+        Python logging, in our format: ``WARNING:librdkafka:GETPID [rdkafka#producer-1] ...``."""
+        logger = logging.getLogger("librdkafka")
+        if not logger.filters:
+            logger.addFilter(_DropConnectFailures())
+        stats = {"stats_cb": self.on_stats, "statistics.interval.ms": STATS_INTERVAL_MS}
+        return {"error_cb": self, "logger": logger, **stats}
 
     def __call__(self, error: KafkaError) -> None:
         if error.fatal():
             self.fatal_error = error
             logging.error("FATAL Kafka error, stopping: %s", error.str())
-        elif error.code() in self.RETRIABLE:
+        elif error.code() in RETRIABLE:
             self._warn_rate_limited(error)
         else:
             logging.error("Kafka error: %s", error.str())
 
     def on_stats(self, stats_json: str) -> None:
-        """Mark the client stranded once its statistics have listed no broker for a while.
-
-        librdkafka forgets every broker a Metadata response leaves out. While a whole cluster
-        shuts down, its last broker may answer with none; the client then never re-bootstraps
-        and waits for ever (confluentinc/librdkafka#5301, open).
-        """
+        """Mark the client stranded once its statistics have listed no broker for a while:
+        librdkafka forgets every broker a Metadata response leaves out, and the last broker of
+        a cluster shutting down may answer with none; the client then never re-bootstraps."""
         stats = json.loads(stats_json)
-        brokers = stats.get("brokers")
-        if brokers is None:
+        if (brokers := stats.get("brokers")) is None:
             return
         name, now = stats.get("name", ""), self.clock()
         if any(b.get("source") in ("configured", "learned") for b in brokers.values()):
@@ -104,19 +86,18 @@ class ClientHealth:
             logging.critical(
                 f"The Kafka client has known no broker for {now - since:.0f} s: the last"
                 " metadata it got listed none, and librdkafka does not recover from that by"
-                f" itself (confluentinc/librdkafka#5301). Stopping with exit status"
+                " itself (confluentinc/librdkafka#5301). Stopping with exit status"
                 f" {EXIT_CLIENT_STUCK} so that a restart reconnects"
             )
 
     def _warn_rate_limited(self, error: KafkaError) -> None:
-        # librdkafka reports every failed attempt, several a second while brokers are down.
-        code, now = error.code(), self.clock()
-        if now - self._last_logged.get(code, -math.inf) < self.REPEAT_INTERVAL:
+        code, now = error.code(), self.clock()  # reported on every attempt, several a second
+        if now - self._last_logged.get(code, -math.inf) < REPEAT_INTERVAL:
             self._suppressed[code] = self._suppressed.get(code, 0) + 1
             return
         self._last_logged[code] = now
         repeats = self._suppressed.pop(code, 0)
-        more = f" ({repeats} similar in the last {self.REPEAT_INTERVAL:g} s)" if repeats else ""
+        more = f" ({repeats} similar in the last {REPEAT_INTERVAL:g} s)" if repeats else ""
         if code == KafkaError._ALL_BROKERS_DOWN:
             logging.warning("No broker reachable; librdkafka keeps retrying%s", more)
         else:
