@@ -15,6 +15,8 @@ from typing import Any
 import javaproperties
 from confluent_kafka import Consumer, KafkaException
 
+from kafka_app.lifecycle import EXIT_USAGE
+
 DEFAULT_BOOTSTRAP_SERVERS = "localhost:9094,localhost:9095,localhost:9096"
 DEFAULT_TOPIC = "final-1-topic"
 DEFAULT_PRODUCER_INTERVAL_SECONDS = 1.5
@@ -225,4 +227,4 @@ def exit_on_config_error() -> Iterator[None]:
     except (ConfigError, KafkaException, ValueError, TypeError) as exc:
         reason = exc.args[0].str() if isinstance(exc, KafkaException) else exc
         logging.error("Invalid Kafka client configuration: %s", reason)
-        raise SystemExit(2) from None
+        raise SystemExit(EXIT_USAGE) from None
