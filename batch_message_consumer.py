@@ -86,7 +86,8 @@ def consume_batches(
                 continue
             records = [at_least_once.decode_or_skip(msg) for msg in batch]  # None: poison
             try:
-                process([record for record in records if record is not None])
+                if good := [record for record in records if record is not None]:
+                    process(good)
             except Exception:
                 logging.exception(
                     "Processing a batch of %d messages failed; nothing of it is committed and"
