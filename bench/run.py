@@ -255,6 +255,7 @@ def run_worker(
     messages: int,
     group: str | None = None,
     profile: Path | None = None,
+    cwd: Path = ROOT,
 ) -> dict:
     command = [
         sys.executable, "-m", module, case, "--bootstrap", bootstrap, "--topic", topic,
@@ -264,7 +265,7 @@ def run_worker(
         command += ["--profile", str(profile)]
     result = subprocess.run(
         command,
-        cwd=ROOT,
+        cwd=cwd,  # python -m finds bench.ours, and the app code it drives, in this checkout
         env=worker_env(),
         capture_output=True,
         text=True,

@@ -57,3 +57,29 @@ def test_quick_bench_gives_a_positive_figure_for_every_row(kafka_cluster, tmp_pa
     assert "CPU:" in text and "librdkafka" in text and "Apache Kafka" in text
     # The printed table is the report's table.
     assert result.stdout.strip().splitlines()[0] in text
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(240)
+def test_ab_of_head_against_this_checkout_gives_every_case_a_figure(kafka_cluster) -> None:
+    """`python -m bench.ab` plumbing: a worktree of the ref, both checkouts' workers, a table."""
+    command = ["-m", "bench.ab", "HEAD", "--rounds", "1", "--scale", "0.02"]
+    result = subprocess.run(
+        [sys.executable, *command, "--bootstrap", kafka_cluster.bootstrap],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=200,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| ")]
+    figures = {row[1].strip(): row[2:5] for row in rows[1:]}
+    assert set(figures) == {"producer", "batch", "single", "plain"}, result.stdout
+    for case, cells in figures.items():
+        before, after = (float(cell.replace(",", "")) for cell in cells[:2])
+        assert before > 0 and after > 0, (case, cells)
+    worktrees = subprocess.run(
+        ["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert "kafka-ab-" not in worktrees.stdout, "the temporary worktree was left behind"
