@@ -4,59 +4,44 @@ No cluster: a producer whose bootstrap servers answer nothing has messages outst
 orderly stop waits in flush() for --flush-timeout seconds, the wait a user interrupts.
 """
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from support.processes import App, app_env
+from support.waits import wait_until
+
 FLUSH_TIMEOUT = 60  # far longer than any wait below: only the second signal can end it sooner
-
-
-def start_stranded_producer(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
-    log = tmp_path / "producer.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
-    args = ["--bootstrap-servers", "localhost:1", "--interval", "0.1"]
-    process = subprocess.Popen(
-        [sys.executable, "producer.py", *args, "--flush-timeout", str(FLUSH_TIMEOUT)],
-        cwd=ROOT,
-        env={**env, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("w"),
-    )
-    return process, log
-
-
-def wait_for_line(log: Path, text: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in log.read_text():
-        assert time.monotonic() < deadline, f"no {text!r} within {timeout} s:\n{log.read_text()}"
-        time.sleep(0.05)
 
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_a_second_signal_aborts_a_long_flush_at_once(tmp_path: Path, signum: int) -> None:
-    process, log = start_stranded_producer(tmp_path)
-    try:
-        wait_for_line(log, "Producing to")
-        time.sleep(1)  # a few messages queued, none deliverable
-        process.send_signal(signum)
-        wait_for_line(log, "Stopping (shutdown requested): waiting up to 60 s")
-        # Control: the first signal alone does not end the flush.
-        time.sleep(2)
-        assert process.poll() is None, log.read_text()
-        sent = time.monotonic()
-        process.send_signal(signum)
-        status = process.wait(10)
-        took = time.monotonic() - sent
-    finally:
-        process.kill()
-        process.wait()
-    assert status == -signum, log.read_text()  # ended by the signal itself
+def test_a_second_signal_aborts_a_long_flush_at_once(
+    scripts: Callable[..., App], signum: signal.Signals
+) -> None:
+    producer = scripts(
+        "producer.py",
+        "producer",
+        "--interval",
+        0.1,
+        "--flush-timeout",
+        FLUSH_TIMEOUT,
+        env=app_env("localhost:1"),
+    )
+    wait_until(lambda: "Producing to" in producer.log(), 20, "the producer to start", [producer])
+    time.sleep(1)  # a few messages queued, none deliverable
+    producer.signal(signum)
+    flushing = f"Stopping (shutdown requested): waiting up to {FLUSH_TIMEOUT} s"
+    wait_until(lambda: flushing in producer.log(), 20, "the orderly stop", [producer])
+    # Control: the first signal alone does not end the flush.
+    time.sleep(2)
+    producer.require_alive()
+    sent = time.monotonic()
+    producer.signal(signum)
+    status = producer.wait(10)
+    took = time.monotonic() - sent
+    assert status == -signum, producer.log()  # ended by the signal itself
     assert took < 2, f"the second signal took {took:.1f} s to end the process"
-    assert "a second Ctrl-C aborts at once" in log.read_text()
+    assert "a second Ctrl-C aborts at once" in producer.log()
