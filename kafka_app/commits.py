@@ -67,9 +67,10 @@ def commit_offsets(consumer: Any, offsets: Offsets) -> Offsets:
     try:
         result = consumer.commit(offsets=request, asynchronous=False)
     except KafkaException as exc:
-        if exc.args[0].fatal():
+        error = exc.args[0]
+        if isinstance(error, KafkaError) and error.fatal():
             raise
-        _log_failure(format_offsets(offsets), exc.args[0])
+        _log_failure(format_offsets(offsets), error)
         return dict(offsets)
     finally:
         _bound.deadline = math.inf
@@ -81,8 +82,8 @@ def commit_offsets(consumer: Any, offsets: Offsets) -> Offsets:
     return failed
 
 
-def _log_failure(what: str, error: KafkaError) -> None:
-    if error.code() in _REBALANCE_ERRORS:
+def _log_failure(what: str, error: Any) -> None:
+    if isinstance(error, KafkaError) and error.code() in _REBALANCE_ERRORS:
         logging.warning("Commit of %s refused during a rebalance (%s); will retry", what, error)
     else:
         logging.error("Commit of %s failed: %s", what, error)
