@@ -26,7 +26,7 @@ from kafka_app.client_health import STRANDED_AFTER_SECONDS, ClientHealth
 from kafka_app.lifecycle import EXIT_CLIENT_STUCK
 from kafka_app.settings import consumer_config
 from localcluster.admin import committed_offsets
-from single_message_consumer import consume_messages
+from single_message_consumer import consume_messages, process_message
 
 
 class Exited(Exception):
@@ -156,7 +156,8 @@ def test_a_stranded_consumer_stops_with_status_3(kafka_cluster, fresh_topic: str
     health.stranded = True
     started = time.monotonic()
     stop_when = StopWhen(threading.Event(), health)
-    assert consume_messages(Consumer(config), fresh_topic, print, stop_when) == EXIT_CLIENT_STUCK
+    status = consume_messages(Consumer(config), fresh_topic, process_message, stop_when)
+    assert status == EXIT_CLIENT_STUCK
     assert time.monotonic() - started < 30
 
 
