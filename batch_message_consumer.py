@@ -1,26 +1,19 @@
 """At-least-once batch consumer: process up to BATCH_SIZE messages, then commit once.
 
 A batch is full at BATCH_SIZE messages, or when its window (BATCH_WINDOW_SECONDS, from its
-first message) closes. (``max.poll.records`` is a Java setting; librdkafka ignores it.)
+first message) closes. The loop, consume_batches() below, step by step:
 
-At-least-once, step by step (the loop is consume_batches() below):
-
-1. Auto-commit and the automatic offset store are off (kafka_app/settings.py):
-   nothing is committed behind our back.
+1. Auto-commit and the automatic offset store are off (kafka_app/settings.py).
 2. The whole batch is processed (``BatchConsumer received: <content>`` per message).
 3. Only then ONE synchronous commit of "last processed offset + 1" per partition.
 4. If processing fails, nothing of the batch is committed AND each partition is rewound with
-   ``seek()`` to the batch's first offset in it, so exactly that batch is delivered again.
-   (Not committing alone does not redeliver: the consumer's position has already moved on,
-   and the next successful commit would silently cover the failed messages.)
+   ``seek()`` to the batch's first offset in it, so exactly that batch comes again (not
+   committing alone would not redeliver it: the position has moved on already).
 
 A crash between steps 2 and 3 means the batch is processed twice, never that it is skipped.
 Poison records (not a MessageModel, or a tombstone) are logged, skipped and committed past.
 
-Examples::
-
-    python batch_message_consumer.py                      # the demo, group batch-group
-    python batch_message_consumer.py --idle-exit 10       # exit when the topic is drained
+Example: ``python batch_message_consumer.py --idle-exit 10`` exits once the topic is drained.
 """
 
 import argparse
@@ -34,10 +27,9 @@ from collections.abc import Callable
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from kafka_app import at_least_once, lifecycle, settings
-from kafka_app.at_least_once import StopWhen
+from kafka_app.at_least_once import StopWhen, log_assigned
 from kafka_app.commits import Commits, format_offsets, next_offsets
-from kafka_app.lifecycle import RecordLog
-from kafka_app.settings import positive_float, positive_int
+from kafka_app.settings import env_option, positive_float, positive_int
 from message_model import MessageModel
 
 
@@ -57,10 +49,10 @@ def consume_batches(
     stop_when: StopWhen,
     batch_size: int = settings.DEFAULT_BATCH_SIZE,
     batch_window: float = settings.DEFAULT_BATCH_WINDOW_SECONDS,
-    processed_log: RecordLog | None = None,
+    processed_log: lifecycle.RecordLog | None = None,
 ) -> int:
     """Collect, decode or skip, process, commit, until ``stop_when``; return the exit status."""
-    processed_log = processed_log or RecordLog(None)
+    processed_log = processed_log or lifecycle.RecordLog(None)
     commits = Commits(consumer)  # a failed commit is kept, retried and merged into the next
     backoff = at_least_once.Backoff()
     collecting: list[Message] = []  # the batch being collected: a revocation drops records
@@ -74,9 +66,7 @@ def consume_batches(
         # Someone else's already: nothing of them can be committed any more.
         commits.partitions_lost(partitions, dropped=keep_others(collecting, partitions))
 
-    consumer.subscribe(
-        [topic], on_assign=at_least_once.log_assigned, on_revoke=on_revoke, on_lost=on_lost
-    )
+    consumer.subscribe([topic], on_assign=log_assigned, on_revoke=on_revoke, on_lost=on_lost)
     status = lifecycle.EXIT_OK
     try:
         while not stop_when.due():
@@ -89,12 +79,8 @@ def consume_batches(
                 if good := [record for record in records if record is not None]:
                     process(good)
             except Exception:
-                logging.exception(
-                    "Processing a batch of %d messages failed; nothing of it is committed and"
-                    " it will be delivered again in %.1f s",
-                    len(batch),
-                    backoff.seconds,
-                )
+                failed = "Processing a batch of %d failed; not committed, delivered again in %.1f s"
+                logging.exception(failed, len(batch), backoff.seconds)
                 at_least_once.rewind(consumer, batch)
                 backoff.wait(stop_when.requested)
                 continue
@@ -102,9 +88,8 @@ def consume_batches(
             for msg, record in zip(batch, records, strict=True):
                 processed_log.write(msg.partition(), msg.offset(), record and record.message_id)
             if committed := commits.commit(next_offsets(batch)):  # poison records included
-                logging.info(
-                    f"Committed batch of {len(batch)} messages: {format_offsets(committed)}"
-                )
+                done = format_offsets(committed)
+                logging.info(f"Committed batch of {len(batch)} messages: {done}")
             stop_when.processed += len(batch)
     except KafkaException as exc:
         logging.error("Stopping after a fatal Kafka error: %s", exc)
@@ -117,11 +102,8 @@ def collect(
 ) -> list[Message]:
     """Consume into ``batch`` until it holds ``limit`` records (fewer if --max-messages is
     nearer), the window opened by its first record closes, or the loop must stop; return the
-    records, and empty ``batch``.
-
-    consume() returns about 200 ms after its first record, so at the demo's pace one call
-    gives one record. Rebalance callbacks run inside consume() and may empty the batch.
-    """
+    records, and empty ``batch``. Rebalance callbacks inside consume() may empty it too.
+    consume() returns ~200 ms after its first record: at the demo's pace, one record a call."""
     if stop_when.max_messages is not None:
         limit = min(limit, stop_when.max_messages - stop_when.processed)
     deadline = math.inf  # until the batch's first record opens its window
@@ -146,33 +128,17 @@ def collect(
 def keep_others(batch: list[Message], partitions: list[TopicPartition]) -> int:
     """Drop the batch's records of ``partitions``, in place; return how many."""
     gone = {(tp.topic, tp.partition) for tp in partitions}
-    kept = [msg for msg in batch if (msg.topic(), msg.partition()) not in gone]
-    dropped = len(batch) - len(kept)
-    batch[:] = kept
-    return dropped
+    before = len(batch)
+    batch[:] = [msg for msg in batch if (msg.topic(), msg.partition()) not in gone]
+    return before - len(batch)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = settings.new_parser(__doc__)
-    settings.add_common_arguments(parser)
-    settings.add_consumer_arguments(parser, "BATCH_GROUP_ID", settings.DEFAULT_BATCH_GROUP_ID)
+    parser = settings.consumer_parser(__doc__, "BATCH_GROUP_ID", settings.DEFAULT_BATCH_GROUP_ID)
     size, window = settings.DEFAULT_BATCH_SIZE, settings.DEFAULT_BATCH_WINDOW_SECONDS
-    settings.env_option(
-        parser,
-        "--batch-size",
-        "BATCH_SIZE",
-        size,
-        type=positive_int,
-        help="most messages per batch",
-    )
-    settings.env_option(
-        parser,
-        "--batch-window",
-        "BATCH_WINDOW_SECONDS",
-        window,
-        type=positive_float,
-        help="seconds to fill a batch, counted from its first message",
-    )
+    env_option(parser, "--batch-size", "BATCH_SIZE", size, positive_int, "most messages per batch")
+    fill = "seconds to fill a batch, counted from its first message"
+    env_option(parser, "--batch-window", "BATCH_WINDOW_SECONDS", window, positive_float, fill)
     return parser.parse_args(argv)
 
 
@@ -181,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     how = f": batches of up to {args.batch_size} messages within {args.batch_window:g} s"
     consumer, stop_when = at_least_once.open_consumer(args, how)
     process = functools.partial(process_batch, delay=args.process_delay)
-    log = RecordLog(args.processed_log)
+    log = lifecycle.RecordLog(args.processed_log)
     return consume_batches(
         consumer, args.topic, process, stop_when, args.batch_size, args.batch_window, log
     )

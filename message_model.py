@@ -1,35 +1,25 @@
-"""The message that travels through Kafka, and its wire format (UTF-8 JSON), shared by the
-producer and the consumers so that both sides agree on it by construction.
-
-msgspec encodes, decodes *and validates* in one pass in C, in a few hundred nanoseconds, and
-gives the consumer a typed object or a clear error, never a half-checked ``dict``. Every way
-bytes can fail to be a message raises :class:`MessageDecodeError` and nothing else, so a
-consumer can tell "this record is garbage" (skip it) from "my code is broken" (crash).
-"""
+"""The message that travels through Kafka and its wire format (UTF-8 JSON), shared by the
+producer and the consumers. msgspec encodes, decodes *and validates* in one pass in C: the
+consumer gets a typed object or a clear error, never a half-checked ``dict``. Every way bytes
+can fail to be a message raises MessageDecodeError and nothing else, so a consumer can tell
+"this record is garbage" (skip it) from "my code is broken" (crash)."""
 
 import os
 from typing import Annotated
 
 import msgspec
 
-__all__ = ["MessageDecodeError", "MessageModel", "new_message_id"]
-
 
 class MessageDecodeError(ValueError):
-    """The bytes are not a valid message; the text says what is wrong (the original
-    exception is chained as ``__cause__``)."""
+    """The bytes are not a valid message; the text says why (the cause is chained)."""
 
 
 class MessageModel(msgspec.Struct, frozen=True, gc=False):
-    """One message: ``MessageModel(message_id, content)``.
-
-    - ``frozen=True``: a received message is a fact, not something to edit (and hashable).
-    - ``gc=False``: only ``str`` fields, so no cycles; the cycle collector can skip it.
-    - ``message_id`` is the producer's uuid4. Decoding rejects an empty one; the constructor
-      does not check (msgspec validates on decode only, to keep ``__init__`` fast).
-    - Tolerant reader: unknown fields are ignored, so a newer producer may add fields. The two
-      below stay required; removing or retyping one is a breaking change.
-    """
+    """One message: ``MessageModel(message_id, content)``. Frozen: a received message is a
+    fact. gc=False: only ``str`` fields, so no cycles for the collector to look for. Decoding
+    rejects an empty ``message_id`` (the producer's uuid4); the constructor does not check, to
+    stay fast. Unknown fields are ignored, so a newer producer may add fields; removing or
+    retyping one of these two is a breaking change."""
 
     message_id: Annotated[str, msgspec.Meta(min_length=1)]
     content: str
@@ -60,7 +50,6 @@ class MessageModel(msgspec.Struct, frozen=True, gc=False):
 # Built once at import: they cache the schema, so no per-call setup is paid.
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(MessageModel)
-
 
 # uuid4's version nibble is "4"; its variant nibble keeps 2 random bits under "10": 8, 9, a or b.
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}

@@ -11,11 +11,8 @@ partitioner spreads messages over the partitions. Every send ends in a delivery 
   messages; a second signal aborts at once. Exit status 0 only if every message was
   acknowledged; 3 if the client was left with no broker (kafka_app/client_health.py).
 
-Examples::
-
-    python producer.py                          # the demo: one message every 1.5 s
-    python producer.py --interval 0 --quiet     # as fast as possible, progress every 5 s
-    python producer.py --count 100              # stop after 100 acknowledged messages
+Examples: ``--interval 0 --quiet`` sends as fast as possible, a progress line every 5 s;
+``--count 100`` stops after 100 acknowledged messages.
 """
 
 import argparse
@@ -29,6 +26,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from kafka_app import lifecycle, settings
 from kafka_app.client_health import ClientHealth
+from kafka_app.settings import env_option, non_negative_float, positive_float, positive_int
 from message_model import MessageModel, new_message_id
 
 # With idempotence librdkafka retries a message without limit until this timeout, so it is
@@ -39,34 +37,17 @@ LINGER_MS = 5
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = settings.new_parser(__doc__)
-    settings.add_common_arguments(parser)
-    settings.env_option(
-        parser,
-        "--interval",
-        "PRODUCER_INTERVAL_SECONDS",
-        settings.DEFAULT_PRODUCER_INTERVAL_SECONDS,
-        type=settings.non_negative_float,
-        help="seconds between two messages, 0 = as fast as possible",
-    )
-    parser.add_argument(
-        "--count", type=settings.positive_int, help="stop after COUNT acknowledged messages"
-    )
-    parser.add_argument(
-        "--quiet", action="store_true", help="a progress line every --progress-interval s instead"
-    )
-    parser.add_argument(
-        "--progress-interval", type=settings.positive_float, default=5.0, help="(default: 5)"
-    )
-    parser.add_argument(
-        "--flush-timeout",
-        type=settings.non_negative_float,
-        default=30.0,
-        help="on shutdown, seconds to wait for outstanding deliveries (default: 30)",
-    )
-    parser.add_argument(
-        "--delivered-log", metavar="PATH", help="append '<partition> <offset> <id>' per ack"
-    )
+    parser = settings.common_parser(__doc__)
+    every = settings.DEFAULT_PRODUCER_INTERVAL_SECONDS
+    pace = "seconds between two messages, 0 = as fast as possible"
+    env_option(parser, "--interval", "PRODUCER_INTERVAL_SECONDS", every, non_negative_float, pace)
+    add = parser.add_argument
+    add("--count", type=positive_int, help="stop after COUNT acknowledged messages")
+    add("--quiet", action="store_true", help="a progress line every --progress-interval s instead")
+    add("--progress-interval", type=positive_float, default=5.0, help="(default: 5)")
+    drain = "on shutdown, seconds to wait for outstanding deliveries (default: 30)"
+    add("--flush-timeout", type=non_negative_float, default=30.0, help=drain)
+    add("--delivered-log", metavar="PATH", help="append '<partition> <offset> <id>' per ack")
     return parser.parse_args(argv)
 
 
@@ -75,8 +56,7 @@ class DeliveryTracker:
     counts the exit status is based on."""
 
     def __init__(self, quiet: bool, delivered_log: lifecycle.RecordLog) -> None:
-        self.quiet = quiet
-        self.delivered_log = delivered_log
+        self.quiet, self.delivered_log = quiet, delivered_log
         self.sent = self.delivered = self.failed = 0  # each message sent gets one report
 
     @property
@@ -96,16 +76,10 @@ class DeliveryTracker:
         # None when a retry was answered DUPLICATE_SEQUENCE_NUMBER: the broker had written the
         # message already (its first answer was lost), and it is in the partition once.
         offset = msg.offset()
-        self.delivered_log.write(
-            msg.partition(), -1 if offset is None else offset, msg.key().decode()
-        )
+        self.delivered_log.write(msg.partition(), offset, msg.key().decode())
         if not self.quiet:
-            logging.info(
-                "Message delivered to %s [%d] @ %s",
-                msg.topic(),
-                msg.partition(),
-                "? (a retry of a message already written)" if offset is None else offset,
-            )
+            at = "? (a retry of a message already written)" if offset is None else offset
+            logging.info("Message delivered to %s [%d] @ %s", msg.topic(), msg.partition(), at)
 
 
 def producer_config(
@@ -131,9 +105,7 @@ def producer_config(
     return settings.client_config(bootstrap_servers, properties, tunables, guarantees)
 
 
-def produce(
-    producer: Producer, topic: str, n: int, give_up: Callable[[], bool] = lambda: False
-) -> bool:
+def produce(producer: Producer, topic: str, n: int, give_up: Callable[[], bool]) -> bool:
     """Queue message n; while the local queue is full, serve delivery reports and try again.
     Returns False, not queued, once ``give_up()``: a shutdown must not wait for a full queue."""
     message = MessageModel(message_id=new_message_id(), content=f"Test message {n}")

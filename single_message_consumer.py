@@ -1,27 +1,20 @@
 """At-least-once consumer, one message at a time: poll, process, commit.
 
-For each message:
+The loop, consume_messages() below, for each message:
 
 1. ``poll()`` returns it (auto-commit and the automatic offset store are off);
 2. it is processed (``SingleConsumer received: <content>``);
 3. its offset + 1 is committed synchronously: "everything before this is done".
 
 If processing fails, nothing is committed and the partition is rewound with ``seek()`` to that
-message, which comes again after a short backoff. (Not committing alone does not redeliver:
-the consumer's position has already moved on.) A crash between steps 2 and 3 means the
+message, which comes again after a short backoff. A crash between steps 2 and 3 means the
 message is processed twice, never that it is skipped. Poison records (not a MessageModel, or
 a tombstone) are logged, skipped and committed past.
 
-One synchronous commit per message costs a round trip to the group coordinator each time,
-which bounds throughput to a few hundred messages per second: batch_message_consumer.py
-commits once per batch instead.
+A commit per message costs a round trip to the group coordinator, which bounds throughput to
+a few hundred messages per second: batch_message_consumer.py commits once per batch instead.
 
-The whole loop is consume_messages() below.
-
-Examples::
-
-    python single_message_consumer.py                     # the demo, group single-group
-    python single_message_consumer.py --idle-exit 10      # exit when the topic is drained
+Example: ``python single_message_consumer.py --idle-exit 10`` exits once the topic is drained.
 """
 
 import argparse
@@ -34,9 +27,8 @@ from collections.abc import Callable
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from kafka_app import at_least_once, lifecycle, settings
-from kafka_app.at_least_once import StopWhen
+from kafka_app.at_least_once import StopWhen, log_assigned
 from kafka_app.commits import Commits, next_offsets
-from kafka_app.lifecycle import RecordLog
 from message_model import MessageModel
 
 
@@ -53,10 +45,10 @@ def consume_messages(
     topic: str,
     process: Callable[[MessageModel], None],
     stop_when: StopWhen,
-    processed_log: RecordLog | None = None,
+    processed_log: lifecycle.RecordLog | None = None,
 ) -> int:
     """Poll, decode or skip, process, commit, until ``stop_when``; return the exit status."""
-    processed_log = processed_log or RecordLog(None)
+    processed_log = processed_log or lifecycle.RecordLog(None)
     commits = Commits(consumer)  # a failed commit is kept, retried and merged into the next
     backoff = at_least_once.Backoff()
 
@@ -66,9 +58,7 @@ def consume_messages(
     def on_lost(consumer: Consumer, partitions: list[TopicPartition]) -> None:
         commits.partitions_lost(partitions)  # someone else's: nothing can be committed
 
-    consumer.subscribe(
-        [topic], on_assign=at_least_once.log_assigned, on_revoke=on_revoke, on_lost=on_lost
-    )
+    consumer.subscribe([topic], on_assign=log_assigned, on_revoke=on_revoke, on_lost=on_lost)
     status = lifecycle.EXIT_OK
     try:
         while not stop_when.due():
@@ -85,13 +75,9 @@ def consume_messages(
                 try:
                     process(record)
                 except Exception:
-                    logging.exception(
-                        "Processing %s [%d] @ %d failed; not committed, retrying in %.1f s",
-                        msg.topic(),
-                        msg.partition(),
-                        msg.offset(),
-                        backoff.seconds,
-                    )
+                    where = f"{msg.topic()} [{msg.partition()}] @ {msg.offset()}"
+                    failed = "Processing %s failed; not committed, delivered again in %.1f s"
+                    logging.exception(failed, where, backoff.seconds)
                     at_least_once.rewind(consumer, [msg])
                     backoff.wait(stop_when.requested)
                     continue
@@ -109,17 +95,16 @@ def consume_messages(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = settings.new_parser(__doc__)
-    settings.add_common_arguments(parser)
-    settings.add_consumer_arguments(parser, "SINGLE_GROUP_ID", settings.DEFAULT_SINGLE_GROUP_ID)
-    return parser.parse_args(argv)
+    group = settings.DEFAULT_SINGLE_GROUP_ID
+    return settings.consumer_parser(__doc__, "SINGLE_GROUP_ID", group).parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     consumer, stop_when = at_least_once.open_consumer(args, ", one message at a time")
     process = functools.partial(process_message, delay=args.process_delay)
-    return consume_messages(consumer, args.topic, process, stop_when, RecordLog(args.processed_log))
+    log = lifecycle.RecordLog(args.processed_log)
+    return consume_messages(consumer, args.topic, process, stop_when, log)
 
 
 if __name__ == "__main__":

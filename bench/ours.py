@@ -179,7 +179,7 @@ def run_latency(args) -> dict:
         with profiled(args.profile):
             for n in range(1, args.messages + 1):
                 sent_at = time.perf_counter()
-                producer.produce(kafka_producer, args.topic, n)
+                producer.produce(kafka_producer, args.topic, n, lambda: False)
                 deadline = sent_at + PROBE_TIMEOUT
                 # Serve delivery reports while waiting, as producer.py does between messages.
                 while n not in received or tracker.delivered < n or loop.processed < warmed + n:

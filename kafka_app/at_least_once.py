@@ -70,15 +70,14 @@ def open_consumer(args: argparse.Namespace, how: str) -> tuple[Consumer, StopWhe
 
 
 def log_assigned(consumer: Consumer, partitions: list[TopicPartition]) -> None:
-    """The on_assign callback: nothing to do but say so (cooperative: may be empty)."""
+    """on_assign: nothing to do but say so (cooperative rebalances may assign none)."""
     level = logging.INFO if partitions else logging.DEBUG
     logging.log(level, "Partitions assigned: %s", format_partitions(partitions))
 
 
 def decode_or_skip(msg: Message) -> MessageModel | None:
-    """The record's MessageModel, or None, with a warning, for a poison record (a tombstone,
-    bytes that are not a MessageModel): it will never become valid, so the loop skips it and
-    commits past it rather than block its partition for ever."""
+    """The record's MessageModel, or None for a poison record (a tombstone, or not a
+    MessageModel), with a warning: it will never become valid, so the loop commits past it."""
     try:
         if (value := msg.value()) is None:
             raise MessageDecodeError("tombstone (value is null)")
@@ -90,20 +89,18 @@ def decode_or_skip(msg: Message) -> MessageModel | None:
 
 
 def log_consumer_error(msg: Message) -> None:
-    """Log an error event poll()/consume() returned instead of a record (librdkafka keeps
-    fetching); raise a fatal one."""
+    """Log an error poll() or consume() returned instead of a record; raise a fatal one."""
     error = msg.error()
     if error.code() == KafkaError._PARTITION_EOF:
         return
     if error.fatal():  # only with static membership
         raise KafkaException(error)
-    where = f"{msg.topic()} [{msg.partition()}] @ {msg.offset()}"
-    logging.warning("Consumer error on %s: %s", where, error.str())
+    logging.warning("Consumer error on %s [%s]: %s", msg.topic(), msg.partition(), error.str())
 
 
 def rewind(consumer: Consumer, messages: Iterable[Message]) -> None:
-    """Seek each partition back to its first message here, so that exactly these come again
-    (not committing alone would not: the position has moved on already)."""
+    """Seek each partition back to its first message here, so that exactly these come again:
+    not committing alone would not, as the position has moved on already."""
     first: dict[tuple[str, int], int] = {}
     for msg in messages:
         first.setdefault((msg.topic(), msg.partition()), msg.offset())
@@ -133,24 +130,17 @@ def close(
 ) -> int:
     """Leave the group; return the exit status, 0 only if all processed is committed.
     close() revokes every partition, so on_revoke makes a last try for a failed commit."""
-    # What earlier revocations could not commit is their new owners' to re-read.
-    commits.not_committed.clear()
+    commits.not_committed.clear()  # earlier revocations': their new owners re-read them
     if stop_when.health.stranded:  # no broker to commit to
         status = EXIT_CLIENT_STUCK
         commits.abandon()
     elif stop_when.health.fatal_error is not None:
         status = EXIT_FAILED
-    logging.info(
-        "Closing the consumer (commits what is left and leaves the group; up to ~1 min if no"
-        " broker is reachable)"
-    )
+    logging.info("Closing the consumer (commits, leaves the group; ~1 min if no broker is up)")
     consumer.close()
     log.close()
-    if commits.not_committed:
-        logging.error(
-            f"Processed offsets not committed ({format_offsets(commits.not_committed)}): they"
-            " will be delivered again to the next owner of their partitions"
-        )
+    if left := commits.not_committed:
+        logging.error(f"Processed offsets not committed, to be redelivered: {format_offsets(left)}")
         status = status or EXIT_FAILED
     logging.info(f"Stopped after processing {stop_when.processed} messages")
     return status

@@ -25,19 +25,16 @@ RETRIABLE = (
 )
 
 
-class _DropConnectFailures(logging.Filter):
+def _not_a_connect_failure(record: logging.LogRecord) -> bool:
     """Drops librdkafka's line per failed connection attempt (facility FAIL), many a second
     while brokers are down: error_cb reports the same errors, rate-limited."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (isinstance(record.args, tuple) and record.args[:1] == ("FAIL",))
+    return not (isinstance(record.args, tuple) and record.args[:1] == ("FAIL",))
 
 
 class ClientHealth:
     """``error_cb``, ``stats_cb`` and ``logger`` for a client. Unreachable brokers are warned
     about (librdkafka reconnects by itself); a fatal error (say, the idempotent producer's
-    state can no longer be trusted) or a stranded client make it ``broken``: the script stops.
-    """
+    state is lost) or a stranded client makes it ``broken``: the script stops."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock  # seconds; tests pass their own
@@ -55,8 +52,7 @@ class ClientHealth:
         """The client config entries that report here. librdkafka's own log lines go through
         Python logging, in our format: ``WARNING:librdkafka:GETPID [rdkafka#producer-1] ...``."""
         logger = logging.getLogger("librdkafka")
-        if not logger.filters:
-            logger.addFilter(_DropConnectFailures())
+        logger.addFilter(_not_a_connect_failure)  # once: addFilter skips a filter it has
         stats = {"stats_cb": self.on_stats, "statistics.interval.ms": STATS_INTERVAL_MS}
         return {"error_cb": self, "logger": logger, **stats}
 
@@ -84,10 +80,8 @@ class ClientHealth:
         if now - since >= STRANDED_AFTER_SECONDS and not self.stranded:
             self.stranded = True
             logging.critical(
-                f"The Kafka client has known no broker for {now - since:.0f} s: the last"
-                " metadata it got listed none, and librdkafka does not recover from that by"
-                " itself (confluentinc/librdkafka#5301). Stopping with exit status"
-                f" {EXIT_CLIENT_STUCK} so that a restart reconnects"
+                f"The Kafka client has known no broker for {now - since:.0f} s and will not"
+                f" recover by itself (librdkafka#5301): exiting {EXIT_CLIENT_STUCK}, for a restart"
             )
 
     def _warn_rate_limited(self, error: KafkaError) -> None:

@@ -7,7 +7,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
@@ -16,14 +16,11 @@ from kafka_app.lifecycle import EXIT_CLIENT_STUCK
 
 Offsets = dict[tuple[str, int], int]  # (topic, partition) -> next offset to read
 
-# A commit takes milliseconds, or as long as the group coordinator is away: up to 45 s behind
-# a rebalance, longer while the whole cluster restarts (RELIABILITY.md), for ever for a client
-# stranded with no broker. Past this bound only a restart helps; it re-delivers what was
-# processed but not committed, so nothing is lost.
+# A commit takes milliseconds, or as long as the group coordinator is away (RELIABILITY.md):
+# up to 45 s behind a rebalance, longer in a cluster restart, for ever for a stranded client.
+# Past this bound only a restart helps; it re-delivers what was not committed.
 COMMIT_TIMEOUT_SECONDS = 120.0
-# A failed commit is retried this often, not only with the next batch: an idle consumer would
-# otherwise hold it until it stops.
-COMMIT_RETRY_SECONDS = 2.0
+COMMIT_RETRY_SECONDS = 2.0  # a failed commit is retried this often even when no record comes
 # A commit made while the group rebalances is refused with one of these: routine, not an error.
 _REBALANCE_ERRORS = (
     KafkaError.ILLEGAL_GENERATION,
@@ -37,27 +34,24 @@ def next_offsets(messages: Iterable[Message]) -> Offsets:
     return {(msg.topic(), msg.partition()): msg.offset() + 1 for msg in messages}
 
 
-def format_offsets(offsets: Offsets) -> str:
-    """``final-1-topic [0]@123, [2]@88`` (sorted; the topic is named once per topic)."""
+def format_offsets(offsets: Mapping[tuple[str, int], int | None]) -> str:
+    """``final-1-topic [0]@123, [2]@88``, sorted, each topic named once; no ``@`` for None."""
     parts, last_topic = [], None
     for (topic, partition), offset in sorted(offsets.items()):
-        parts.append(f"{topic + ' ' if topic != last_topic else ''}[{partition}]@{offset}")
+        at = "" if offset is None else f"@{offset}"
+        parts.append(f"{topic + ' ' if topic != last_topic else ''}[{partition}]{at}")
         last_topic = topic
-    return ", ".join(parts)
+    return ", ".join(parts) or "none"
 
 
 def format_partitions(partitions: list[TopicPartition]) -> str:
     """``final-1-topic [0], [2]`` for rebalance logs."""
-    by_topic: dict[str, list[str]] = {}
-    for tp in sorted(partitions, key=lambda tp: (tp.topic, tp.partition)):
-        by_topic.setdefault(tp.topic, []).append(f"[{tp.partition}]")
-    return "; ".join(f"{topic} {', '.join(parts)}" for topic, parts in by_topic.items()) or "none"
+    return format_offsets(dict.fromkeys((tp.topic, tp.partition) for tp in partitions))
 
 
 def commit_offsets(consumer: Any, offsets: Offsets) -> Offsets:
-    """Commit ``offsets`` synchronously; return those that failed, logged, for a retry (until
-    then a restart only re-delivers their records). A fatal error is raised. It runs on the
-    calling thread, maybe inside poll() in on_revoke: no other thread may use the Consumer."""
+    """Commit ``offsets`` synchronously; return those that failed, logged, for a retry; raise a
+    fatal error. It runs on the calling thread, maybe in on_revoke inside poll()."""
     if not offsets:
         return {}  # committing nothing would raise _NO_OFFSET
     request = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
@@ -108,9 +102,7 @@ class Commits:
         return {tp: o for tp, o in to_commit.items() if tp not in self.pending}
 
     def retry_if_due(self) -> None:
-        if not self.pending or time.monotonic() < self._retry_at:
-            return
-        if committed := self.commit({}):
+        if self.pending and time.monotonic() >= self._retry_at and (committed := self.commit({})):
             logging.info("Committed %s (retry)", format_offsets(committed))
 
     def partitions_revoked(self, partitions: list[TopicPartition], dropped: int = 0) -> None:
@@ -119,15 +111,14 @@ class Commits:
         last_chance = {tp: o for tp, o in self.pending.items() if tp in revoked}
         self.not_committed.update(commit_offsets(self.consumer, last_chance))
         self.pending = {tp: o for tp, o in self.pending.items() if tp not in revoked}
-        note = f" ({dropped} collected, unprocessed messages dropped: the next owner reads them,"
-        note = f"{note} as they are not committed)" if dropped else ""
+        note = f" ({dropped} collected messages left to the next owner)" if dropped else ""
         logging.info(f"Partitions revoked: {format_partitions(partitions)}{note}")
 
     def partitions_lost(self, partitions: list[TopicPartition], dropped: int = 0) -> None:
         """In on_lost: the partitions are someone else's, nothing of them can be committed."""
         lost = {(tp.topic, tp.partition) for tp in partitions}
         self.pending = {tp: o for tp, o in self.pending.items() if tp not in lost}
-        note = f"; {dropped} collected, unprocessed messages dropped" if dropped else ""
+        note = f"; {dropped} collected ones dropped" if dropped else ""
         where = format_partitions(partitions)
         logging.warning(
             f"Partitions lost: {where} (uncommitted messages will be redelivered{note})"
@@ -141,9 +132,8 @@ class Commits:
 
 class _CommitBound(threading.Thread):
     """Ends the process when a commit outlasts COMMIT_TIMEOUT_SECONDS: commit() takes no
-    timeout, and nothing unsticks a client stuck in it. This one thread checks the deadline
-    each commit sets: a timer per commit (threading.Timer, or faulthandler's, which exits 1,
-    not 3) costs 60 to 120 µs, a tenth of the single consumer's commit cycle."""
+    timeout, and nothing unsticks a client stuck in it. One thread checks the deadline each
+    commit sets; a timer per commit (faulthandler's exits 1, not 3) costs 60 to 120 µs."""
 
     def __init__(self) -> None:
         super().__init__(name="commit-bound", daemon=True)
@@ -156,9 +146,8 @@ class _CommitBound(threading.Thread):
                 self.deadline = math.inf
                 logging.critical(
                     f"Commit of {format_offsets(self.offsets)} did not complete in"
-                    f" {COMMIT_TIMEOUT_SECONDS:.0f} s: the Kafka client is stuck; exiting with"
-                    f" status {EXIT_CLIENT_STUCK} so that a restart recovers (uncommitted"
-                    " messages will be redelivered)"
+                    f" {COMMIT_TIMEOUT_SECONDS:.0f} s: the Kafka client is stuck; exiting"
+                    f" {EXIT_CLIENT_STUCK}, for a restart (uncommitted messages come again)"
                 )
                 faulthandler.dump_traceback(all_threads=True)  # where each thread was stuck
                 os._exit(EXIT_CLIENT_STUCK)

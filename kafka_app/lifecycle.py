@@ -18,18 +18,14 @@ def setup_logging(level: str) -> None:
 
 
 def stop_on_signals() -> threading.Event:
-    """Return an Event that SIGTERM (docker stop) and SIGINT (Ctrl-C) set.
-
-    The first signal only sets it: the main loop checks it at safe points and stops in order
-    (Python's default would raise KeyboardInterrupt anywhere, say between processing a batch
-    and committing it). A second signal ends the process at once, even inside a long flush()
-    or close(), as the handlers are then the system's defaults again.
-    """
+    """Return an Event that SIGTERM (docker stop) and SIGINT (Ctrl-C) set, for the main loop to
+    check at safe points (KeyboardInterrupt could strike between processing and committing).
+    A second signal ends the process at once, even inside flush() or close()."""
     stop = threading.Event()
 
     def handler(signum: int, frame: object) -> None:
         stop.set()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the next signal ends the process
         signal.signal(signal.SIGINT, signal.SIG_DFL)
 
     signal.signal(signal.SIGTERM, handler)
@@ -38,18 +34,18 @@ def stop_on_signals() -> threading.Event:
 
 
 class RecordLog:
-    """Optional audit log (``--delivered-log``, ``--processed-log``): one line
-    ``<partition> <offset> <message_id>`` per record, ``-`` for a poison record's id, offset
-    -1 for "acknowledged, offset not reported". Each line reaches the OS at once, so a crash
-    loses no line already written."""
+    """Optional audit log (``--delivered-log``, ``--processed-log``): a line ``<partition>
+    <offset> <message_id>`` per record (``-``: a poison record's id; -1: offset not reported),
+    passed to the OS at once, so that a crash loses no line already written."""
 
     def __init__(self, path: str | None) -> None:
         self._file: TextIO | None = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
         self.enabled = self._file is not None  # False: hot loops skip what write() would ignore
 
-    def write(self, partition: int, offset: int, message_id: str | None) -> None:
+    def write(self, partition: int, offset: int | None, message_id: str | None) -> None:
         if self._file is not None:
-            self._file.write(f"{partition} {offset} {message_id or '-'}\n")
+            at = -1 if offset is None else offset
+            self._file.write(f"{partition} {at} {message_id or '-'}\n")
             self._file.flush()
 
     def close(self) -> None:

@@ -1,7 +1,6 @@
-"""Settings: defaults, the flags and environment variables that override them (README.md,
-"Settings"), the client properties file, and the client configs built from them all. The flag
-wins, then the variable, then the default; argparse checks a variable's text as it checks a
-flag's, so a bad value, given either way, exits 2 with one error line."""
+"""Settings: defaults, the flags and environment variables that override them (the flag wins,
+then the variable; README.md, "Settings"), the client properties file, and the client configs
+built from them all."""
 
 import argparse
 import contextlib
@@ -81,58 +80,40 @@ def log_level(text: str) -> str:
     return level
 
 
-def new_parser(description: str | None) -> argparse.ArgumentParser:
-    formatter = argparse.RawDescriptionHelpFormatter
-    return argparse.ArgumentParser(description=description, formatter_class=formatter)
-
-
-def env_option(parser: argparse.ArgumentParser, flag: str, env: str, default: Any, **kwargs: Any):
-    """``flag``, else the environment variable ``env`` (when not blank), else ``default``."""
+def env_option(parser, flag: str, env: str, default: Any, parse: Callable, text: str) -> None:
+    """``flag``, else the environment variable ``env`` (when not blank), else ``default``;
+    argparse runs ``parse`` on the variable's text as on the flag's."""
     from_env = os.environ.get(env, "")
-    kwargs["help"] += f" (env {env}{'' if default is None else f'; default: {default}'})"
-    parser.add_argument(flag, default=from_env if from_env.strip() else default, **kwargs)
+    text += f" (env {env}{'' if default is None else f'; default: {default}'})"
+    default = from_env if from_env.strip() else default
+    parser.add_argument(flag, default=default, type=parse, help=text)
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options every script has: where Kafka is, which topic, extra client settings, logs."""
-    env_option(
-        parser,
-        "--bootstrap-servers",
-        "KAFKA_BOOTSTRAP_SERVERS",
-        None,  # then bootstrap.servers from the properties file, then the default
-        type=non_empty,
-        help="comma-separated host:port list of brokers; default: bootstrap.servers from the"
-        f" client properties file, else {DEFAULT_BOOTSTRAP_SERVERS}",
-    )
-    env_option(parser, "--topic", "KAFKA_TOPIC", DEFAULT_TOPIC, type=non_empty, help="topic name")
-    env_option(
-        parser,
-        "--client-properties",
-        "KAFKA_CLIENT_PROPERTIES",
-        None,
-        type=non_empty,
-        help="Java .properties file merged into the client config (SASL/SSL, ...)",
-    )
-    env_option(
-        parser, "--log-level", "LOG_LEVEL", DEFAULT_LOG_LEVEL, type=log_level, help="log level"
-    )
+def common_parser(description: str | None) -> argparse.ArgumentParser:
+    """A parser with the options every script has: where Kafka is, which topic, extra client
+    settings, logs. ``description``, the script's docstring, keeps its line breaks."""
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=description, formatter_class=formatter)
+    brokers = "comma-separated host:port list of brokers; default: bootstrap.servers from the"
+    brokers += f" client properties file, else {DEFAULT_BOOTSTRAP_SERVERS}"
+    env_option(parser, "--bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", None, non_empty, brokers)
+    env_option(parser, "--topic", "KAFKA_TOPIC", DEFAULT_TOPIC, non_empty, "topic name")
+    extra = "Java .properties file merged into the client config (SASL/SSL, ...)"
+    env_option(parser, "--client-properties", "KAFKA_CLIENT_PROPERTIES", None, non_empty, extra)
+    env_option(parser, "--log-level", "LOG_LEVEL", DEFAULT_LOG_LEVEL, log_level, "log level")
+    return parser
 
 
-def add_consumer_arguments(parser: argparse.ArgumentParser, group_env: str, group: str) -> None:
-    """Flags both consumers have: the group, and options for tests and scripting."""
-    env_option(parser, "--group-id", group_env, group, type=non_empty, help="consumer group")
-    parser.add_argument(
-        "--max-messages", type=positive_int, metavar="N", help="exit 0 after N are committed"
-    )
-    parser.add_argument(
-        "--idle-exit", type=positive_float, metavar="SECONDS", help="exit 0 after SECONDS idle"
-    )
-    parser.add_argument(
-        "--processed-log", metavar="PATH", help="append '<partition> <offset> <id>' per record"
-    )
-    parser.add_argument(
-        "--process-delay", type=non_negative_float, default=0.0, help="simulated work per message"
-    )
+def consumer_parser(description: str | None, group_env: str, group: str) -> argparse.ArgumentParser:
+    """The common options, the group, and options both consumers have for tests and scripts."""
+    parser = common_parser(description)
+    env_option(parser, "--group-id", group_env, group, non_empty, "consumer group")
+    add = parser.add_argument
+    add("--max-messages", type=positive_int, metavar="N", help="exit 0 after N are committed")
+    add("--idle-exit", type=positive_float, metavar="SECONDS", help="exit 0 after SECONDS idle")
+    add("--processed-log", metavar="PATH", help="append '<partition> <offset> <id>' per record")
+    add("--process-delay", type=non_negative_float, default=0.0, help="simulated work per message")
+    return parser
 
 
 def load_properties(path: str | Path) -> dict[str, str]:
@@ -140,12 +121,9 @@ def load_properties(path: str | Path) -> dict[str, str]:
     naming the file (and line), if it cannot be read or sets a Java-only client property."""
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read client properties file {str(path)!r}: {exc.strerror or exc}"
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"client properties file {str(path)!r} is not UTF-8: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:  # missing, unreadable, not UTF-8
+        reason = getattr(exc, "strerror", None) or exc
+        raise ConfigError(f"cannot read client properties file {str(path)!r}: {reason}") from None
     properties, line = {}, 1
     for element in javaproperties.parse(text):
         if isinstance(element, javaproperties.KeyValue):
@@ -160,9 +138,8 @@ def load_properties(path: str | Path) -> dict[str, str]:
 
 
 def connection(bootstrap_flag: str | None, properties_file: str | None) -> tuple[str, dict]:
-    """The bootstrap servers, and the properties file's other entries. The servers come from
-    the flag (or its variable), else the file (a hosted cluster's client.properties names its
-    brokers), else the default."""
+    """The bootstrap servers: from the flag (or its variable), else the properties file (a
+    hosted cluster's names its brokers), else the default; and the file's other entries."""
     properties = load_properties(properties_file) if properties_file else {}
     from_file = properties.pop("bootstrap.servers", None)
     return bootstrap_flag or from_file or DEFAULT_BOOTSTRAP_SERVERS, properties
@@ -174,11 +151,9 @@ def client_config(
     tunables: Mapping[str, Any],
     guarantees: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Merge: bootstrap servers, our tunables, the properties file, then our guarantees.
-
-    The properties file may change any tunable and add security settings. Changing a
-    guarantee raises ConfigError: the script would silently break its promise.
-    """
+    """Merge: bootstrap servers, our tunables, the properties file, then our guarantees. The
+    file may change any tunable and add security settings; changing a guarantee raises
+    ConfigError, as the script would silently break its promise."""
     properties = dict(properties or {})
     for key, value in guarantees.items():
         if key in properties and str(properties[key]).lower() != str(value).lower():
@@ -219,9 +194,8 @@ def create_consumer(args: argparse.Namespace, callbacks: Mapping[str, Any]) -> t
 
 @contextlib.contextmanager
 def exit_on_config_error() -> Iterator[None]:
-    """Around reading the config and creating the client: a bad setting (ours, or one that
-    librdkafka refuses when the client is created) ends the script with one ERROR line and
-    exit status 2."""
+    """Around reading the config and creating the client: a bad setting, ours or one that
+    librdkafka refuses, ends the script with one ERROR line and exit status 2."""
     try:
         yield
     except (ConfigError, KafkaException, ValueError, TypeError) as exc:
