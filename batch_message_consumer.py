@@ -79,8 +79,9 @@ def consume_batches(
                 if good := [record for record in records if record is not None]:
                     process(good)
             except Exception:
-                failed = "Processing a batch of %d failed; not committed, delivered again in %.1f s"
-                logging.exception(failed, len(batch), backoff.seconds)
+                failed = "Processing a batch of %s failed; not committed, delivered again in %.1f s"
+                size = lifecycle.counted(len(batch), "message")
+                logging.exception(failed, size, backoff.seconds)
                 at_least_once.rewind(consumer, batch)
                 backoff.wait(stop_when.requested)
                 continue
@@ -88,8 +89,8 @@ def consume_batches(
             for msg, record in zip(batch, records, strict=True):
                 processed_log.write(msg.partition(), msg.offset(), record and record.message_id)
             if committed := commits.commit(next_offsets(batch)):  # poison records included
-                done = format_offsets(committed)
-                logging.info(f"Committed batch of {len(batch)} messages: {done}")
+                size = lifecycle.counted(len(batch), "message")
+                logging.info(f"Committed batch of {size}: {format_offsets(committed)}")
             stop_when.processed += len(batch)
     except KafkaException as exc:
         logging.error("Stopping after a fatal Kafka error: %s", exc)
@@ -134,7 +135,8 @@ def keep_others(batch: list[Message], partitions: list[TopicPartition]) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = settings.consumer_parser(__doc__, "BATCH_GROUP_ID", settings.DEFAULT_BATCH_GROUP_ID)
+    group = settings.DEFAULT_BATCH_GROUP_ID
+    parser = settings.consumer_parser(__doc__, "batch-consumer", "BATCH_GROUP_ID", group)
     size, window = settings.DEFAULT_BATCH_SIZE, settings.DEFAULT_BATCH_WINDOW_SECONDS
     env_option(parser, "--batch-size", "BATCH_SIZE", size, positive_int, "most messages per batch")
     fill = "seconds to fill a batch, counted from its first message"

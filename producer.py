@@ -1,7 +1,7 @@
 """Idempotent Kafka producer: sends a MessageModel every PRODUCER_INTERVAL_SECONDS.
 
-Each message is ``MessageModel(<uuid4>, "Test message <n>")``, keyed by its id, so the
-partitioner spreads messages over the partitions. Every send ends in a delivery report:
+Each message is ``MessageModel(<uuid4>, "Test message <n> from <client id>")``, keyed by its
+id, so the partitioner spreads messages over the partitions. Every send ends in a delivery report:
 ``Message delivered to final-1-topic [2] @ 17`` or an ERROR with the reason.
 
 - No duplicates and no reordering from retries (``enable.idempotence``, so acks=all; a
@@ -26,7 +26,9 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from kafka_app import lifecycle, settings
 from kafka_app.client_health import ClientHealth
+from kafka_app.lifecycle import counted
 from kafka_app.settings import env_option, non_negative_float, positive_float, positive_int
+from kafka_app.topic_check import require_topic
 from message_model import MessageModel, new_message_id
 
 # With idempotence librdkafka retries a message without limit until this timeout, so it is
@@ -37,7 +39,7 @@ LINGER_MS = 5
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = settings.common_parser(__doc__)
+    parser = settings.common_parser(__doc__, "producer")
     every = settings.DEFAULT_PRODUCER_INTERVAL_SECONDS
     pace = "seconds between two messages, 0 = as fast as possible"
     env_option(parser, "--interval", "PRODUCER_INTERVAL_SECONDS", every, non_negative_float, pace)
@@ -88,8 +90,10 @@ def producer_config(
     interval: float,
     tracker: DeliveryTracker,
     health: ClientHealth,
+    client_id: str = "producer",
 ) -> dict:
     tunables = {
+        "client.id": client_id,
         # At full speed, wait up to 5 ms to fill a request with more messages. With a pause
         # between messages there is nothing to batch: lingering would only add latency.
         "linger.ms": LINGER_MS if interval * 1000 < LINGER_MS else 0,
@@ -105,10 +109,10 @@ def producer_config(
     return settings.client_config(bootstrap_servers, properties, tunables, guarantees)
 
 
-def produce(producer: Producer, topic: str, n: int, give_up: Callable[[], bool]) -> bool:
-    """Queue message n; while the local queue is full, serve delivery reports and try again.
+def produce(producer: Producer, topic: str, content: str, give_up: Callable[[], bool]) -> bool:
+    """Queue a message; while the local queue is full, serve delivery reports and try again.
     Returns False, not queued, once ``give_up()``: a shutdown must not wait for a full queue."""
-    message = MessageModel(message_id=new_message_id(), content=f"Test message {n}")
+    message = MessageModel(message_id=new_message_id(), content=content)
     payload = message.serialize()
     key = message.message_id.encode()
     while True:
@@ -124,16 +128,27 @@ def produce(producer: Producer, topic: str, n: int, give_up: Callable[[], bool])
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     lifecycle.setup_logging(args.log_level)
-    stop = lifecycle.stop_on_signals()
     health = ClientHealth()
     delivered_log = lifecycle.RecordLog(args.delivered_log)
     tracker = DeliveryTracker(args.quiet, delivered_log)
+
+    def unacknowledged() -> str:  # said if a second signal ends the process
+        return f"{counted(tracker.outstanding, 'message')} not acknowledged."
+
+    stop = lifecycle.stop_on_signals(unacknowledged)
     with settings.exit_on_config_error():
         bootstrap, properties = settings.connection(args.bootstrap_servers, args.client_properties)
-        producer = Producer(producer_config(bootstrap, properties, args.interval, tracker, health))
+        config = producer_config(
+            bootstrap, properties, args.interval, tracker, health, args.client_id
+        )
+        producer = Producer(config)
     pace = f"one message every {args.interval:g} s" if args.interval else "as fast as possible"
-    until = f", until {args.count} are acknowledged" if args.count else ""
-    logging.info(f"Producing to {args.topic} at {bootstrap} (idempotent, acks=all), {pace}{until}")
+    until = f", stopping after {counted(args.count, 'acknowledged message')}" if args.count else ""
+    logging.info(
+        f"Producing to {args.topic} at {bootstrap} as {args.client_id} (idempotent, acks=all),"
+        f" {pace}{until}"
+    )
+    require_topic(producer, args.topic)
 
     def give_up() -> bool:
         return stop.is_set() or health.broken
@@ -149,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                 if tracker.sent - tracker.failed >= args.count:
                     producer.poll(0.1)  # enough in flight: wait for their reports
                     continue
-            if not produce(producer, args.topic, tracker.sent + 1, give_up):
+            text = f"Test message {tracker.sent + 1} from {args.client_id}"
+            if not produce(producer, args.topic, text, give_up):
                 break  # told to stop while the queue was full: that one was not sent
             tracker.sent += 1
             if args.interval > 0:
@@ -166,9 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     fatal = health.fatal_error or (kafka_error if kafka_error and kafka_error.fatal() else None)
     if fatal is None and not health.stranded:  # else the producer can deliver nothing more
         why = "shutdown requested" if stop.is_set() else "error" if kafka_error else "done"
+        left = counted(tracker.outstanding, "outstanding message")
         logging.info(
-            f"Stopping ({why}): waiting up to {args.flush_timeout:.0f} s for"
-            f" {tracker.outstanding} outstanding message(s); a second Ctrl-C aborts at once"
+            f"Stopping ({why}): waiting up to {args.flush_timeout:.0f} s for {left};"
+            " a second Ctrl-C aborts at once"
         )
         try:
             producer.flush(args.flush_timeout)

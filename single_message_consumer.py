@@ -96,7 +96,8 @@ def consume_messages(
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     group = settings.DEFAULT_SINGLE_GROUP_ID
-    return settings.consumer_parser(__doc__, "SINGLE_GROUP_ID", group).parse_args(argv)
+    parser = settings.consumer_parser(__doc__, "single-consumer", "SINGLE_GROUP_ID", group)
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

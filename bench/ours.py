@@ -61,7 +61,7 @@ def run_producer(args) -> dict:
     argv = [
         "--bootstrap-servers", args.bootstrap, "--topic", args.topic,
         "--interval", "0", "--quiet", "--count", str(args.messages),
-        "--progress-interval", "86400",
+        "--progress-interval", "86400", "--client-id", "bench",
     ]  # fmt: skip
     watch = Stopwatch()
     real_produce = producer.produce
@@ -142,7 +142,7 @@ def run_latency(args) -> dict:
     received: dict[int, float] = {}
 
     def handle(message) -> None:  # the processing function the loop calls
-        received[int(message.content.rsplit(" ", 1)[1])] = time.perf_counter()
+        received[int(message.content.split()[2])] = time.perf_counter()
 
     assigned = threading.Event()
 
@@ -179,7 +179,9 @@ def run_latency(args) -> dict:
         with profiled(args.profile):
             for n in range(1, args.messages + 1):
                 sent_at = time.perf_counter()
-                producer.produce(kafka_producer, args.topic, n, lambda: False)
+                producer.produce(
+                    kafka_producer, args.topic, f"Test message {n} from bench", lambda: False
+                )
                 deadline = sent_at + PROBE_TIMEOUT
                 # Serve delivery reports while waiting, as producer.py does between messages.
                 while n not in received or tracker.delivered < n or loop.processed < warmed + n:

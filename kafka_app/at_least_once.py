@@ -13,8 +13,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from kafka_app import lifecycle
 from kafka_app.client_health import ClientHealth
 from kafka_app.commits import Commits, format_offsets, format_partitions
-from kafka_app.lifecycle import EXIT_CLIENT_STUCK, EXIT_FAILED, RecordLog
+from kafka_app.lifecycle import EXIT_CLIENT_STUCK, EXIT_FAILED, RecordLog, counted
 from kafka_app.settings import create_consumer
+from kafka_app.topic_check import require_topic
 from message_model import MessageDecodeError, MessageModel
 
 POLL_TIMEOUT = 0.5  # the longest blocking call, so that a shutdown request is noticed quickly
@@ -40,7 +41,8 @@ class StopWhen:
         if self.health.broken:
             return True
         if self.max_messages is not None and self.processed >= self.max_messages:
-            logging.info(f"Processed {self.processed} messages (--max-messages): exiting")
+            done = counted(self.processed, "message")
+            logging.info(f"Processed {done} (--max-messages): exiting")
             return True
         if self.idle():
             logging.info(f"Nothing new for {self.idle_exit:g} s (--idle-exit): exiting")
@@ -63,9 +65,11 @@ def open_consumer(args: argparse.Namespace, how: str) -> tuple[Consumer, StopWhe
     """Logging, signals, and the consumer the flags describe, with when it should stop."""
     lifecycle.setup_logging(args.log_level)
     health = ClientHealth()
-    stop_when = StopWhen(lifecycle.stop_on_signals(), health, args.max_messages, args.idle_exit)
+    stop = lifecycle.stop_on_signals(lambda: "What was not committed will be delivered again.")
+    stop_when = StopWhen(stop, health, args.max_messages, args.idle_exit)
     consumer, bootstrap = create_consumer(args, health.callbacks())
     logging.info(f"Consuming {args.topic} at {bootstrap} as group {args.group_id}{how}")
+    require_topic(consumer, args.topic)
     return consumer, stop_when
 
 
@@ -142,5 +146,5 @@ def close(
     if left := commits.not_committed:
         logging.error(f"Processed offsets not committed, to be redelivered: {format_offsets(left)}")
         status = status or EXIT_FAILED
-    logging.info(f"Stopped after processing {stop_when.processed} messages")
+    logging.info(f"Stopped after processing {counted(stop_when.processed, 'message')}")
     return status

@@ -25,10 +25,17 @@ RETRIABLE = (
 )
 
 
-def _not_a_connect_failure(record: logging.LogRecord) -> bool:
+def _quiet_librdkafka(record: logging.LogRecord) -> bool:
     """Drops librdkafka's line per failed connection attempt (facility FAIL), many a second
-    while brokers are down: error_cb reports the same errors, rate-limited."""
-    return not (isinstance(record.args, tuple) and record.args[:1] == ("FAIL",))
+    while brokers are down: error_cb reports the same errors, rate-limited. Turns the warning
+    an idempotent producer logs while a starting cluster loads its coordinators into words."""
+    args = record.args if isinstance(record.args, tuple) else ()
+    if args[:1] == ("FAIL",):
+        return False
+    if args[:1] == ("GETPID",) and "load in progress" in str(args[-1]):
+        record.levelno, record.levelname, record.args = logging.INFO, "INFO", ()
+        record.msg = "Waiting for a producer ID: the cluster is still starting; librdkafka retries"
+    return True
 
 
 class ClientHealth:
@@ -52,7 +59,7 @@ class ClientHealth:
         """The client config entries that report here. librdkafka's own log lines go through
         Python logging, in our format: ``WARNING:librdkafka:GETPID [rdkafka#producer-1] ...``."""
         logger = logging.getLogger("librdkafka")
-        logger.addFilter(_not_a_connect_failure)  # once: addFilter skips a filter it has
+        logger.addFilter(_quiet_librdkafka)  # once: addFilter skips a filter it has
         stats = {"stats_cb": self.on_stats, "statistics.interval.ms": STATS_INTERVAL_MS}
         return {"error_cb": self, "logger": logger, **stats}
 
@@ -93,6 +100,10 @@ class ClientHealth:
         repeats = self._suppressed.pop(code, 0)
         more = f" ({repeats} similar in the last {REPEAT_INTERVAL:g} s)" if repeats else ""
         if code == KafkaError._ALL_BROKERS_DOWN:
-            logging.warning("No broker reachable; librdkafka keeps retrying%s", more)
+            logging.warning(
+                "No broker reachable (is the cluster up? `make up`, or `docker compose up -d`);"
+                " librdkafka keeps retrying%s",
+                more,
+            )
         else:
             logging.warning("Kafka connection problem, retrying: %s%s", error.str(), more)

@@ -2,14 +2,18 @@
 record log that tests and audits read."""
 
 import logging
+import os
 import signal
+import socket
 import threading
+from collections.abc import Callable
 from typing import TextIO
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # a fatal Kafka error, or messages not delivered or not committed
 EXIT_USAGE = 2  # a bad flag, variable or client setting (one line says which)
 EXIT_CLIENT_STUCK = 3  # the client can never recover by itself: a restart reconnects it
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def setup_logging(level: str) -> None:
@@ -17,20 +21,44 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(level=level)
 
 
-def stop_on_signals() -> threading.Event:
-    """Return an Event that SIGTERM (docker stop) and SIGINT (Ctrl-C) set, for the main loop to
-    check at safe points (KeyboardInterrupt could strike between processing and committing).
-    A second signal ends the process at once, even inside flush() or close()."""
+def counted(n: int, noun: str) -> str:
+    """``1 message``, ``2 messages``: log lines read as sentences."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def stop_on_signals(last_words: Callable[[], str] = lambda: "") -> threading.Event:
+    """Return an Event that the first SIGTERM (docker stop) or SIGINT (Ctrl-C) sets, for the main
+    loop to check at safe points (KeyboardInterrupt could strike between processing and
+    committing). A second one ends the process at once, even inside flush() or close(), after
+    a line with ``last_words()``, with status 128 + its number as a shell reports a signal's.
+
+    Python runs signal handlers on the main thread only, which may be waiting in librdkafka: so
+    the interpreter's C handler writes each signal's number to a socket that a thread reads."""
     stop = threading.Event()
-
-    def handler(signum: int, frame: object) -> None:
-        stop.set()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the next signal ends the process
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda *_: None)  # replaces the default; the thread acts
+    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    watch = threading.Thread(  # holds the writer too: a collected socket closes its fd
+        target=_act_on_signals, args=(reader, writer, stop, last_words), name="signals", daemon=True
+    )
+    watch.start()
     return stop
+
+
+def _act_on_signals(
+    reader: socket.socket, writer: socket.socket, stop: threading.Event, last_words: Callable
+) -> None:
+    for signum in iter(lambda: reader.recv(1), b""):
+        if signum[0] not in STOP_SIGNALS:  # e.g. a test runner's SIGALRM
+            continue
+        if not stop.is_set():
+            stop.set()
+            continue
+        name = signal.Signals(signum[0]).name
+        logging.warning(f"Second {name}: exiting at once. {last_words()}".strip())
+        os._exit(128 + signum[0])
 
 
 class RecordLog:

@@ -7,9 +7,10 @@ import contextlib
 import logging
 import math
 import os
+import socket
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import javaproperties
 from confluent_kafka import Consumer, KafkaException
@@ -89,24 +90,34 @@ def env_option(parser, flag: str, env: str, default: Any, parse: Callable, text:
     parser.add_argument(flag, default=default, type=parse, help=text)
 
 
-def common_parser(description: str | None) -> argparse.ArgumentParser:
+class _OneLineErrors(argparse.ArgumentParser):
+    """A bad flag or variable gives one error line, as README.md promises; usage is in --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def common_parser(description: str | None, service: str) -> argparse.ArgumentParser:
     """A parser with the options every script has: where Kafka is, which topic, extra client
-    settings, logs. ``description``, the script's docstring, keeps its line breaks."""
+    settings, who we are, logs. ``description``, the script's docstring, keeps its line breaks;
+    ``service`` (the script's name in docker-compose.yml) begins the default client id."""
     formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(description=description, formatter_class=formatter)
+    parser = _OneLineErrors(description=description, formatter_class=formatter)
     brokers = "comma-separated host:port list of brokers; default: bootstrap.servers from the"
     brokers += f" client properties file, else {DEFAULT_BOOTSTRAP_SERVERS}"
     env_option(parser, "--bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", None, non_empty, brokers)
     env_option(parser, "--topic", "KAFKA_TOPIC", DEFAULT_TOPIC, non_empty, "topic name")
     extra = "Java .properties file merged into the client config (SASL/SSL, ...)"
     env_option(parser, "--client-properties", "KAFKA_CLIENT_PROPERTIES", None, non_empty, extra)
+    me = f"{service}-{socket.gethostname()}"  # make demo sets producer-1, producer-2, ...
+    env_option(parser, "--client-id", "KAFKA_CLIENT_ID", me, non_empty, "Kafka client.id")
     env_option(parser, "--log-level", "LOG_LEVEL", DEFAULT_LOG_LEVEL, log_level, "log level")
     return parser
 
 
-def consumer_parser(description: str | None, group_env: str, group: str) -> argparse.ArgumentParser:
+def consumer_parser(description: str | None, service: str, group_env: str, group: str):
     """The common options, the group, and options both consumers have for tests and scripts."""
-    parser = common_parser(description)
+    parser = common_parser(description, service)
     env_option(parser, "--group-id", group_env, group, non_empty, "consumer group")
     add = parser.add_argument
     add("--max-messages", type=positive_int, metavar="N", help="exit 0 after N are committed")
@@ -168,9 +179,10 @@ def consumer_config(
     bootstrap_servers: str,
     group_id: str,
     properties: Mapping[str, str] | None = None,
-    callbacks: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """An at-least-once consumer's config; ``callbacks``: kafka_app.client_health's."""
+    """An at-least-once consumer's config; ``extra``: kafka_app.client_health's callbacks, and
+    the client.id."""
     tunables = {
         # A new group starts from the oldest message still in the topic, not only new ones.
         "auto.offset.reset": "earliest",
@@ -179,7 +191,7 @@ def consumer_config(
         # With its prefetch queue full, librdkafka waits this long (default 1000 ms) before it
         # fetches again: a backlog then flows at a third of its speed (BENCHMARKS.md).
         "fetch.queue.backoff.ms": 20,
-        **(callbacks or {}),
+        **(extra or {}),
     }
     guarantees = {"group.id": group_id, **CONSUMER_GUARANTEES}
     return client_config(bootstrap_servers, properties, tunables, guarantees)
@@ -187,9 +199,10 @@ def consumer_config(
 
 def create_consumer(args: argparse.Namespace, callbacks: Mapping[str, Any]) -> tuple[Consumer, str]:
     """The consumer the flags describe, and its bootstrap servers; a bad setting exits 2."""
+    extra = {**callbacks, "client.id": args.client_id}
     with exit_on_config_error():
         bootstrap, properties = connection(args.bootstrap_servers, args.client_properties)
-        return Consumer(consumer_config(bootstrap, args.group_id, properties, callbacks)), bootstrap
+        return Consumer(consumer_config(bootstrap, args.group_id, properties, extra)), bootstrap
 
 
 @contextlib.contextmanager

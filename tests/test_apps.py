@@ -34,6 +34,7 @@ from message_model import MessageModel
 from single_message_consumer import consume_messages
 from support.processes import App, app_env, run_script
 from support.records import read_records
+from support.waits import wait_until
 
 # --------------------------------------------------------------------------------------------
 # Helpers
@@ -207,11 +208,15 @@ def test_end_to_end_every_acknowledged_message_is_processed_by_both_groups(
         assert_fully_committed(bootstrap_servers, admin, groups[name], fresh_topic)
 
     batch_log, single_log = consumers["batch"].log(), consumers["single"].log()
-    assert re.search(r"^INFO:root:BatchConsumer received: Test message \d+$", batch_log, re.M)
+    assert re.search(
+        r"^INFO:root:BatchConsumer received: Test message \d+ from \S+$", batch_log, re.M
+    )
     assert re.search(
         rf"^INFO:root:Committed batch of 10 messages: {fresh_topic} \[", batch_log, re.M
     )
-    assert re.search(r"^INFO:root:SingleConsumer received: Test message \d+$", single_log, re.M)
+    assert re.search(
+        r"^INFO:root:SingleConsumer received: Test message \d+ from \S+$", single_log, re.M
+    )
     assert "Traceback" not in batch_log + single_log
 
 
@@ -508,3 +513,63 @@ def test_count_and_max_messages_exit_zero(
         assert len(read_records(log)) == 5
         committed = committed_offsets(bootstrap_servers, group, fresh_topic, timeout=10)
         assert sum(committed.values()) == 5, committed
+
+
+# --------------------------------------------------------------------------------------------
+# Start-up: a missing topic is one clear line; each client is named
+# --------------------------------------------------------------------------------------------
+
+SCRIPTS = ["producer.py", "batch_message_consumer.py", "single_message_consumer.py"]
+RUN_BRIEFLY = {  # arguments that make each script stop by itself once past its start-up
+    "producer.py": ["--count", 1],
+    "batch_message_consumer.py": ["--idle-exit", 2],
+    "single_message_consumer.py": ["--idle-exit", 2],
+}
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_missing_topic_is_one_error_line_and_exit_2(
+    bootstrap_servers: str, fresh_topic: str, admin: AdminClient, script: str
+) -> None:
+    missing = unique("no-such-topic")
+    started = time.monotonic()
+    result = run_script(script, *RUN_BRIEFLY[script], env=app_env(bootstrap_servers, missing))
+    took = time.monotonic() - started
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
+    assert errors == [
+        f"ERROR:root:Topic {missing} does not exist, and automatic topic creation is off: create"
+        " it (topic.txt shows how), or name another with --topic or KAFKA_TOPIC"
+    ], result.stderr
+    assert took < 15, f"the missing topic took {took:.1f} s to report"
+    assert missing not in admin.list_topics(timeout=10).topics  # the attempt created nothing
+    # Control: the same script, run the same way, passes the check for a topic that exists.
+    control = run_script(script, *RUN_BRIEFLY[script], env=app_env(bootstrap_servers, fresh_topic))
+    assert control.returncode == 0, control.stderr
+    assert "does not exist" not in control.stderr
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(120)
+def test_the_client_id_names_the_group_member_and_the_sender(
+    bootstrap_servers: str, fresh_topic: str, admin: AdminClient, scripts: Callable[..., App]
+) -> None:
+    sender = app_env(bootstrap_servers, fresh_topic, KAFKA_CLIENT_ID="producer-7")
+    result = run_script("producer.py", "--count", 3, "--interval", 0.01, env=sender)
+    assert result.returncode == 0, result.stderr
+    group = unique("client-id")
+    consumer = scripts(
+        "single_message_consumer.py",
+        "single",
+        "--group-id",
+        group,
+        env=app_env(bootstrap_servers, fresh_topic, KAFKA_CLIENT_ID="single-consumer-7"),
+    )
+    received = "INFO:root:SingleConsumer received: Test message 3 from producer-7"
+    wait_until(lambda: received in consumer.log(), 60, "the third message", [consumer])
+    description = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    assert [member.client_id for member in description.members] == ["single-consumer-7"]
+    consumer.signal(signal.SIGTERM)
+    assert consumer.wait(30) == 0, consumer.log()

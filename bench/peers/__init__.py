@@ -15,7 +15,7 @@ from message_model import MessageModel, new_message_id
 
 def make_message(n: int) -> tuple[bytes, bytes]:
     """(key, value) of message n, made as producer.py's produce() makes it."""
-    message = MessageModel(message_id=new_message_id(), content=f"Test message {n}")
+    message = MessageModel(message_id=new_message_id(), content=f"Test message {n} from bench")
     return message.message_id.encode(), message.serialize()
 
 
