@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from localcluster import admin, compose, jars
 from localcluster.cluster import LocalCluster
@@ -353,6 +353,27 @@ def test_error_excerpt_is_the_error_records_not_info_lines_naming_an_exception()
         "[2026-11-24 00:57:09,024] FATAL Encountered fatal fault (org.apache.kafka.server)",
     ]
     assert error_lines(log) == [log[3], log[4], log[6], log[10]]
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (
+            KafkaException(KafkaError(KafkaError.NOT_COORDINATOR)),
+            "the group coordinator is not ready yet (NOT_COORDINATOR)",
+        ),
+        (KafkaException(KafkaError(KafkaError._TIMED_OUT)), "no answer in time (_TIMED_OUT)"),
+        (  # a code without words of its own keeps the broker's message
+            KafkaException(KafkaError(KafkaError.INVALID_REPLICATION_FACTOR, "only 1 broker")),
+            "only 1 broker (INVALID_REPLICATION_FACTOR)",
+        ),
+        (TimeoutError(), "no answer in time (TimeoutError)"),
+    ],
+)
+def test_wait_reasons_are_words_with_the_error_name(error, expected):
+    if isinstance(error, KafkaException):  # the raw text that the words replace
+        assert str(error.args[0]).startswith("KafkaError{code=")
+    assert admin.wait_error(error) == expected
 
 
 def test_missing_java_is_one_clear_line(tmp_path):
