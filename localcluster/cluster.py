@@ -25,10 +25,11 @@ from localcluster.nodes import (
     local_environment,
     localize,
     plan_ports,
-    port_in_use,
 )
+from localcluster.portcheck import require_free
 
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_HOME = ROOT / ".localcluster"
 STARTED_LINE = "Kafka Server started"
 Missing = TypeVar("Missing")  # what a wait still waits for (LocalCluster._wait)
 
@@ -59,7 +60,7 @@ SIGKILL_BOUND = 60.0
 class LocalCluster:
     def __init__(self, say: Callable[[str], None] = print) -> None:
         self.compose_file = _env_path("LOCALCLUSTER_COMPOSE_FILE", ROOT / "docker-compose.yml")
-        self.home = _env_path("LOCALCLUSTER_HOME", ROOT / ".localcluster")
+        self.home = _env_path("LOCALCLUSTER_HOME", DEFAULT_HOME)
         self.cache = _env_path("LOCALCLUSTER_CACHE", ROOT / ".cache")
         self.port_offset = int(_env_seconds("LOCALCLUSTER_PORT_OFFSET", 0))
         self.model = compose.load(self.compose_file)
@@ -70,15 +71,18 @@ class LocalCluster:
 
     # --- addresses ---------------------------------------------------------------------------
 
-    @property
-    def bootstrap(self) -> str:
-        """The EXTERNAL listeners: what host scripts use, with Docker or without."""
-        return ",".join(
-            f"{ad.host}:{ad.port + self.port_offset}"
+    def _external(self) -> list[tuple[str, int]]:
+        return [
+            (ad.host, ad.port + self.port_offset)
             for node in self.nodes
             for ad in node.broker.advertised()
             if ad.host in ("localhost", LOOPBACK)
-        )
+        ]
+
+    @property
+    def bootstrap(self) -> str:
+        """The EXTERNAL listeners: what host scripts use, with Docker or without."""
+        return ",".join(f"{host}:{port}" for host, port in self._external())
 
     def node(self, node_id: int) -> Node:
         for node in self.nodes:
@@ -119,17 +123,14 @@ class LocalCluster:
         """Starts every node that is down, waits for the cluster and the topic; returns seconds."""
         timeout = timeout or _env_seconds("LOCALCLUSTER_START_TIMEOUT", 120)
         self._started = time.monotonic()
-        java = jars.require_java()
-        lib = self.lib()
         ports = self.ports()
         stopped = [node for node in self.nodes if not node.alive()]
-        for node in stopped:
-            for port, what in listening_ports(node.broker, ports).items():
-                if port_in_use(port):
-                    raise ClusterError(
-                        f"port {port} ({what}) is already in use by another process:"
-                        " stop it, or the other Kafka, before `up`"
-                    )
+        # First, before anything slow: the nodes already up hold their own ports.
+        wanted = {p: what for n in stopped for p, what in listening_ports(n.broker, ports).items()}
+        external = [port for _, port in self._external()]
+        require_free(wanted, external, self.port_offset, self.home, DEFAULT_HOME)
+        java = jars.require_java()
+        lib = self.lib()
         self._setup(java, lib, stopped, ports)
 
         offsets = {}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -18,6 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from localcluster import admin, compose, jars
 from localcluster.cluster import LocalCluster
 from localcluster.errors import ClusterError
+from localcluster.holders import Holder, holders
 from localcluster.nodes import (
     ALREADY_FORMATTED,
     Node,
@@ -25,6 +28,7 @@ from localcluster.nodes import (
     local_environment,
     port_in_use,
 )
+from localcluster.portcheck import explain
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,14 +142,110 @@ def test_status_shows_brokers_quorum_leader_and_full_isr(kafka_cluster):
     assert "batch-group" in out and "single-group" in out
 
 
-def test_up_refuses_ports_already_in_use(kafka_cluster, tmp_path):
+def test_up_names_the_other_local_cluster_holding_its_port(kafka_cluster, tmp_path):
     """A second cluster home would need 9094-9096, which the running cluster holds."""
     port = 9094 + kafka_cluster.local.port_offset
     assert port_in_use(port)
     result = run_cli("up", env={"LOCALCLUSTER_HOME": str(tmp_path / "other")})
     assert result.returncode == 1
+    home, pid = kafka_cluster.local.home, kafka_cluster.local.node(0).pid()
     assert f"port {port} (kafka-0 EXTERNAL) is already in use" in result.stderr, result.stderr
+    assert f"by kafka-0 of the local cluster in {home} (pid {pid})" in result.stderr
+    assert "python -m localcluster down`" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def jvms_of(home: Path) -> str:
+    """The processes of the cluster in `home`, as pgrep lists them: empty if none."""
+    found = subprocess.run(["pgrep", "-af", f"-Dlocalcluster.node={home}"], capture_output=True)
+    return found.stdout.decode().strip()
+
+
+def held_port() -> socket.socket:
+    """A loopback port listened on by this process, the way any other program would hold it."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    return holder
+
+
+def test_up_names_the_pid_and_command_holding_its_port_at_once(tmp_path):
+    """Before any setup: no JVM, no storage, a few seconds; then, the port freed, the same
+    command gets past the check (to its missing java: a cheap stop before any JVM)."""
+    holder = held_port()
+    port = holder.getsockname()[1]
+    env = {
+        "LOCALCLUSTER_HOME": str(tmp_path / "home"),
+        "LOCALCLUSTER_PORT_OFFSET": str(port - 9094),
+    }
+    try:
+        started = time.monotonic()
+        result = run_cli("up", env=env, timeout=30)
+        elapsed = time.monotonic() - started
+    finally:
+        holder.close()
+    assert result.returncode == 1, result.stderr
+    assert elapsed < 10, f"took {elapsed:.1f}s"
+    line = result.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line, line
+    command = Path("/proc/self/cmdline").read_bytes().split(b"\0")[:3]
+    assert f"port {port} (kafka-0 EXTERNAL) is already in use" in line, line
+    assert f"by pid {os.getpid()} ({b' '.join(command).decode()}" in line, line
+    assert f"`kill {os.getpid()}`" in line and "`LOCALCLUSTER_PORT_OFFSET=" in line, line
+    assert jvms_of(tmp_path / "home") == ""
+    assert not list((tmp_path / "home").glob("kafka-*/data/meta.properties"))
+
+    no_java = tmp_path / "bin"
+    no_java.mkdir()
+    control = run_cli("up", env={**env, "PATH": str(no_java)}, timeout=30)
+    assert control.stderr.strip().splitlines() == [
+        "localcluster: error: java not found on PATH: Kafka needs Java 17 or newer"
+    ]
+
+
+def proc_net_row(address: str, port: int, state: str, uid: int, inode: int) -> str:
+    """A /proc/net/tcp or tcp6 row: the address as 32-bit words in this host's byte order."""
+    packed = socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address)
+    words = struct.unpack(f"!{len(packed) // 4}I", packed)
+    native = struct.pack(f"={len(words)}I", *words).hex().upper()
+    return f"  0: {native}:{port:04X} 00000000:0000 {state} 0:0 00:0 0 {uid} 0 {inode} 1 0"
+
+
+def test_holders_are_the_loopback_listeners_with_their_process_where_visible(tmp_path):
+    proc, port, header = tmp_path / "proc", 29094, "  sl  local_address ..."
+    (proc / "net").mkdir(parents=True)
+    (proc / "net" / "tcp").write_text("\n".join([
+        header,
+        proc_net_row("127.0.0.1", port, "0A", 1234, 701),  # no process of ours has it
+        proc_net_row("10.0.0.5", port, "0A", 0, 702),  # not reached through loopback
+        proc_net_row("127.0.0.1", port, "01", 0, 703),  # a connection, not a listener
+        proc_net_row("127.0.0.1", port + 1, "0A", 0, 706),  # another port
+    ]))  # fmt: skip
+    (proc / "net" / "tcp6").write_text("\n".join([
+        header,
+        proc_net_row("::1", port, "0A", 0, 704),
+        proc_net_row("::ffff:127.0.0.1", port, "0A", 0, 705),  # how a JVM listens
+        proc_net_row("fe80::1", port, "0A", 0, 707),
+    ]))  # fmt: skip
+    (proc / "4242" / "fd").mkdir(parents=True)
+    (proc / "4242" / "fd" / "3").symlink_to("socket:[705]")
+    (proc / "4242" / "cmdline").write_bytes(b"java\0-Dlocalcluster.node=/x/kafka-1\0")
+
+    found = holders(port, proc)
+    assert found == [
+        Holder(1234),
+        Holder(0),
+        Holder(0, 4242, ("java", "-Dlocalcluster.node=/x/kafka-1")),
+    ]
+    default_home = Path("/elsewhere")
+    who, _ = explain(port, found[:1], default_home)
+    assert "uid 1234" in who and who.endswith("that this user cannot see"), who
+    assert explain(port, found[2:], default_home) == (
+        "kafka-1 of the local cluster in /x (pid 4242)",
+        "`LOCALCLUSTER_HOME=/x python -m localcluster down`",
+    )
+    assert explain(port, found[2:], Path("/x"))[1] == "`python -m localcluster down`"
+    assert "cannot name" in explain(port, [], default_home)[0]
 
 
 def second_cluster(tmp_path: Path, kafka_1_settings: dict[str, str] | None = None) -> dict:
@@ -399,10 +499,7 @@ def test_down_leaves_no_java_process_and_no_port(kafka_cluster):
         assert [node.name for node in local.nodes if node.pid() is not None] == []
         busy = [port for port in ports if port_in_use(port)]
         assert busy == [], f"ports still listening after down: {busy}"
-        leftovers = subprocess.run(
-            ["pgrep", "-f", f"-Dlocalcluster.node={local.home}"], capture_output=True, text=True
-        ).stdout
-        assert leftovers.strip() == ""
+        assert jvms_of(local.home) == ""
     finally:
         local.up()
     assert kafka_cluster.wait_full_isr(TOPIC, timeout=60)
