@@ -35,11 +35,13 @@ ROOT = Path(__file__).resolve().parent.parent
 TOPIC = "final-1-topic"
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120, unset=()):
+    """`python -m localcluster ARGS` with this environment, plus `env`, less `unset`."""
+    environment = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset}
     return subprocess.run(
         [sys.executable, "-m", "localcluster", *args],
         cwd=ROOT,
-        env={**os.environ, **(env or {})},
+        env=environment,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -140,6 +142,65 @@ def test_status_shows_brokers_quorum_leader_and_full_isr(kafka_cluster):
     for line in (line for line in out.splitlines() if line.startswith("│")):
         assert "[red]" not in line
     assert "batch-group" in out and "single-group" in out
+
+
+def test_env_and_status_without_the_variable_use_the_offset_up_remembered(kafka_cluster):
+    local: LocalCluster = kafka_cluster.local
+    remembered = f"port offset {local.port_offset} (remembered in {local.home}/cluster.json)"
+    env = run_cli("env", unset=["LOCALCLUSTER_PORT_OFFSET"])
+    assert env.returncode == 0, env.stderr
+    assert f"export KAFKA_BOOTSTRAP_SERVERS={kafka_cluster.bootstrap}\n" in env.stdout, env.stdout
+    assert remembered in env.stdout, env.stdout
+    status = run_cli("status", unset=["LOCALCLUSTER_PORT_OFFSET"])
+    assert status.returncode == 0, status.stderr
+    first = status.stdout.splitlines()[0]
+    assert first.startswith(f"Status of the local cluster in {local.home}: bootstrap"), first
+    assert kafka_cluster.bootstrap in first and remembered in first, first
+    assert status.stdout.count("│ yes ") == 3, status.stdout
+
+
+def test_another_offset_for_a_running_cluster_is_refused(kafka_cluster):
+    """Else `status` would report the cluster's ports as down: another cluster's, unsaid."""
+    local: LocalCluster = kafka_cluster.local
+    other = local.port_offset + 1
+    result = run_cli("status", env={"LOCALCLUSTER_PORT_OFFSET": str(other)})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"localcluster: error: LOCALCLUSTER_PORT_OFFSET={other}, but the cluster in {local.home}"
+        f" runs with port offset {local.port_offset} (remembered in {local.home}/cluster.json):"
+        " unset the variable to use that cluster, or stop it first with"
+        " `python -m localcluster down`"
+    ]
+    assert result.stdout == ""
+
+
+def test_up_remembers_its_offset_for_later_commands(tmp_path):
+    """`up` in a new home with an offset, stopped at the missing java (before any JVM): later
+    commands without the variable use that offset, and the variable still wins while nothing
+    of that home runs."""
+    home, no_java = tmp_path / "home", tmp_path / "bin"
+    no_java.mkdir()
+    offset_env = {"LOCALCLUSTER_HOME": str(home), "LOCALCLUSTER_PORT_OFFSET": "1234"}
+    up = run_cli("up", env={**offset_env, "PATH": str(no_java)}, timeout=30)
+    assert "java not found" in up.stderr, up.stderr
+    ports = "localhost:10328,localhost:10329,localhost:10330"
+    remembered = f"port offset 1234 (remembered in {home}/cluster.json)"
+
+    later = {"LOCALCLUSTER_HOME": str(home)}
+    env = run_cli("env", env=later, unset=["LOCALCLUSTER_PORT_OFFSET"], timeout=30)
+    assert env.stdout.splitlines()[1:] == [
+        f"export KAFKA_BOOTSTRAP_SERVERS={ports}",
+        f"export LOCALCLUSTER_HOME={home}",
+    ]
+    assert remembered in env.stdout, env.stdout
+    status = run_cli("status", env=later, unset=["LOCALCLUSTER_PORT_OFFSET"], timeout=30)
+    assert status.stdout.splitlines()[0] == (
+        f"Status of the local cluster in {home}: bootstrap {ports}, {remembered}"
+    ), status.stdout
+    assert status.returncode == 1 and f"cannot reach the cluster at {ports}" in status.stdout
+
+    moved = run_cli("env", env={**offset_env, "LOCALCLUSTER_PORT_OFFSET": "0"}, timeout=30)
+    assert "export KAFKA_BOOTSTRAP_SERVERS=localhost:9094,localhost:9095," in moved.stdout
 
 
 def test_up_names_the_other_local_cluster_holding_its_port(kafka_cluster, tmp_path):
