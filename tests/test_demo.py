@@ -5,6 +5,7 @@ SIGTERM stops everything cleanly."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 import yaml
 
 from localcluster.compose import AppService, load
+from localcluster.demo import PALETTE, coloured, use_colour
 from localcluster.errors import ClusterError
 
 pytestmark = pytest.mark.cluster
@@ -164,3 +166,73 @@ def test_demo_shows_the_seed_log_lines_and_restarts_an_app_that_exits(
             demo.wait()
     assert code == 0, output.tail()
     assert output.has("", "stopping apps (SIGTERM)")
+
+
+def test_prefix_colours_cycle_compose_palette_per_service() -> None:
+    assert coloured("producer-1 |", 0) == "\033[36mproducer-1 |\033[0m"
+    assert coloured("x |", 1) == "\033[33mx |\033[0m"
+    assert coloured("x |", 5) == "\033[36;1mx |\033[0m"
+    assert coloured("x |", len(PALETTE)) == coloured("x |", 0)
+
+
+def test_colour_only_on_a_terminal_without_no_color(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    leader, follower = os.openpty()
+    with os.fdopen(follower, "w") as terminal, (tmp_path / "out").open("w") as file:
+        assert use_colour(terminal)
+        assert not use_colour(file)
+        monkeypatch.setenv("NO_COLOR", "1")
+        assert not use_colour(terminal)
+    os.close(leader)
+
+
+# Prints the client id and bootstrap servers it was given, then exits 0.
+ENV_APP = """
+import os
+print("client id", os.environ.get("KAFKA_CLIENT_ID"), "at", os.environ["KAFKA_BOOTSTRAP_SERVERS"])
+"""
+
+
+@pytest.mark.timeout(120)
+def test_demo_names_each_replica_and_says_which_address_is_whose(
+    kafka_cluster, tmp_path: Path
+) -> None:
+    """Two replicas of a fake app that exit at once, so the demo ends by itself; its output is
+    a pipe here, so no colour."""
+    document = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    apps = [name for name, service in document["services"].items() if "build" in service]
+    for name in apps:
+        del document["services"][name]
+    document["services"]["env-app"] = {
+        "build": ".",
+        "restart": "no",
+        "deploy": {"replicas": 2},
+        "environment": {"KAFKA_BOOTSTRAP_SERVERS": "kafka-0:9092,kafka-1:9092,kafka-2:9092"},
+        "command": ["python", "-c", ENV_APP],
+    }
+    compose_file = tmp_path / "docker-compose.yml"
+    compose_file.write_text(yaml.safe_dump(document))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_") and k != "NO_COLOR"}
+    env["LOCALCLUSTER_COMPOSE_FILE"] = str(compose_file)
+    demo = subprocess.run(
+        [sys.executable, "-m", "localcluster", "demo", "--keep-cluster"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=100,
+    )
+    out = demo.stdout
+    assert demo.returncode == 0, out
+    internal = re.search(r"the apps connect to the internal listeners (\S+) \(what ", out)
+    assert internal, out
+    assert internal[1].count("127.0.0.1:") == 3, internal[1]
+    for replica in ("env-app-1", "env-app-2"):
+        assert f"{replica} | client id {replica} at {internal[1]}\n" in out, out
+    external = f"your own scripts and tools use the EXTERNAL bootstrap {kafka_cluster.bootstrap}"
+    assert external in out, out
+    hint = '`eval "$(python -m localcluster env)"`'
+    assert (hint in out) == (kafka_cluster.local.port_offset != 0), out
+    assert "\033[" not in out, "colour codes in a pipe"
