@@ -106,6 +106,25 @@ class Output:
         return "\n".join(self.lines[-count:])
 
 
+def start_demo(document: dict, tmp_path: Path, **settings: str) -> subprocess.Popen:
+    """`demo --keep-cluster` on the compose `document`, its output (stderr too) in a pipe; the
+    app settings of this environment and NO_COLOR left out, `settings` added."""
+    compose_file = tmp_path / "docker-compose.yml"
+    compose_file.write_text(yaml.safe_dump(document))
+    left_out = ("KAFKA_", "BATCH_", "SINGLE_", "PRODUCER_", "LOG_LEVEL", "NO_COLOR")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(left_out)}
+    env.update(LOCALCLUSTER_COMPOSE_FILE=str(compose_file), **settings)
+    return subprocess.Popen(
+        [sys.executable, "-m", "localcluster", "demo", "--keep-cluster"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 @pytest.mark.timeout(240)
 def test_demo_shows_the_seed_log_lines_and_restarts_an_app_that_exits(
     kafka_cluster, tmp_path: Path
@@ -116,23 +135,11 @@ def test_demo_shows_the_seed_log_lines_and_restarts_an_app_that_exits(
         "restart": "unless-stopped",
         "command": ["python", "-c", FLAKY_APP, str(tmp_path / "ran-before")],
     }
-    compose_file = tmp_path / "docker-compose.yml"
-    compose_file.write_text(yaml.safe_dump(document))
-    app_settings = ("KAFKA_", "BATCH_", "SINGLE_", "PRODUCER_", "LOG_LEVEL")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(app_settings)}
-    env.update(
-        LOCALCLUSTER_COMPOSE_FILE=str(compose_file),
+    demo = start_demo(
+        document,
+        tmp_path,
         PRODUCER_INTERVAL_SECONDS="0.2",  # the demo's pace, faster: every line shows sooner
         BATCH_WINDOW_SECONDS="2",
-    )
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "localcluster", "demo", "--keep-cluster"],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
     )
     output = Output(demo)
     expected = [  # (a line starting with, and containing)
@@ -210,21 +217,11 @@ def test_demo_names_each_replica_and_says_which_address_is_whose(
         "environment": {"KAFKA_BOOTSTRAP_SERVERS": "kafka-0:9092,kafka-1:9092,kafka-2:9092"},
         "command": ["python", "-c", ENV_APP],
     }
-    compose_file = tmp_path / "docker-compose.yml"
-    compose_file.write_text(yaml.safe_dump(document))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_") and k != "NO_COLOR"}
-    env["LOCALCLUSTER_COMPOSE_FILE"] = str(compose_file)
-    demo = subprocess.run(
-        [sys.executable, "-m", "localcluster", "demo", "--keep-cluster"],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=100,
-    )
-    out = demo.stdout
+    demo = start_demo(document, tmp_path)
+    try:
+        out, _ = demo.communicate(timeout=100)
+    finally:
+        demo.kill()
     assert demo.returncode == 0, out
     internal = re.search(r"the apps connect to the internal listeners (\S+) \(what ", out)
     assert internal, out
