@@ -174,17 +174,26 @@ def test_another_offset_for_a_running_cluster_is_refused(kafka_cluster):
     assert result.stdout == ""
 
 
+def free_offset() -> int:
+    """A port offset whose EXTERNAL ports are free now, for a cluster home of a test's own."""
+    for offset in range(1000, 20000, 97):
+        if not any(port_in_use(9094 + n + offset) for n in range(3)):
+            return offset
+    raise AssertionError("no free port offset")
+
+
 def test_up_remembers_its_offset_for_later_commands(tmp_path):
     """`up` in a new home with an offset, stopped at the missing java (before any JVM): later
     commands without the variable use that offset, and the variable still wins while nothing
     of that home runs."""
     home, no_java = tmp_path / "home", tmp_path / "bin"
     no_java.mkdir()
-    offset_env = {"LOCALCLUSTER_HOME": str(home), "LOCALCLUSTER_PORT_OFFSET": "1234"}
+    offset = free_offset()
+    offset_env = {"LOCALCLUSTER_HOME": str(home), "LOCALCLUSTER_PORT_OFFSET": str(offset)}
     up = run_cli("up", env={**offset_env, "PATH": str(no_java)}, timeout=30)
     assert "java not found" in up.stderr, up.stderr
-    ports = "localhost:10328,localhost:10329,localhost:10330"
-    remembered = f"port offset 1234 (remembered in {home}/cluster.json)"
+    ports = ",".join(f"localhost:{9094 + n + offset}" for n in range(3))
+    remembered = f"port offset {offset} (remembered in {home}/cluster.json)"
 
     later = {"LOCALCLUSTER_HOME": str(home)}
     env = run_cli("env", env=later, unset=["LOCALCLUSTER_PORT_OFFSET"], timeout=30)
@@ -543,7 +552,8 @@ def test_missing_java_is_one_clear_line(tmp_path):
     for tool in ("mvn",):  # everything but java
         if shutil.which(tool):
             (bin_dir / tool).symlink_to(shutil.which(tool))
-    result = run_cli("up", env={"PATH": str(bin_dir), "LOCALCLUSTER_HOME": str(tmp_path / "h")})
+    env = {"LOCALCLUSTER_HOME": str(tmp_path / "h"), "LOCALCLUSTER_PORT_OFFSET": str(free_offset())}
+    result = run_cli("up", env={**env, "PATH": str(bin_dir)})
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "localcluster: error: java not found on PATH: Kafka needs Java 17 or newer"
