@@ -65,6 +65,8 @@ class LocalCluster:
         self.nodes = [Node(broker, self.home) for broker in self.model.brokers]
         offset = state.choose_offset(self.home, state.read(self.home), lambda: bool(self.running()))
         self.port_offset, self.offset_source = offset.value, offset.source
+        if not all(0 < port < 65536 for _, port in self._external()):
+            raise ClusterError(f"port offset {self.port_offset} puts {self.bootstrap} out of range")
         self.say = say
         self._started = time.monotonic()
         self._restarted: set[str] = set()  # nodes started again during this `up`

@@ -83,6 +83,12 @@ def _owner(inode: int, proc: Path) -> int | None:
     return None
 
 
+def listened_on(port: int, proc: Path = PROC) -> bool:
+    """Whether a loopback client of the port would reach a listening socket (without the
+    search for its process)."""
+    return bool(_listening_inodes(port, proc))
+
+
 def holders(port: int, proc: Path = PROC) -> list[Holder]:
     """The listening sockets on the port that a loopback client would reach, with their process
     where visible. Empty when /proc has none (another OS, or a socket that is not listening)."""

@@ -7,7 +7,7 @@ import pwd
 from pathlib import Path
 
 from localcluster.errors import ClusterError
-from localcluster.holders import Holder, holders
+from localcluster.holders import Holder, holders, listened_on
 from localcluster.nodes import MARKER, port_in_use
 
 COMMAND_SHOWN = 200  # characters of a holder's command line (a JVM's runs to thousands)
@@ -16,7 +16,7 @@ OFFSET_STEP = 100
 
 def busy(port: int) -> bool:
     """Taken for a broker binding 127.0.0.1, or answering clients of localhost on ::1 instead."""
-    return port_in_use(port) or bool(holders(port))
+    return port_in_use(port) or listened_on(port)
 
 
 def _user(uid: int) -> str:
@@ -42,7 +42,7 @@ def explain(port: int, found: list[Holder], default_home: Path) -> tuple[str, st
     if holder.pid is None:
         return (
             f"a process of {_user(holder.uid)} that this user cannot see",
-            "as that user, `ss -ltnp` names it",
+            f"`sudo ss -ltnp 'sport = :{port}'` names it",
         )
     node_dir = next((arg[len(MARKER) :] for arg in holder.argv if arg.startswith(MARKER)), None)
     if node_dir:

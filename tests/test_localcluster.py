@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -182,15 +183,27 @@ def free_offset() -> int:
     raise AssertionError("no free port offset")
 
 
+def own_home(tmp_path: Path) -> dict[str, str]:
+    """The environment of a cluster home of a test's own, on EXTERNAL ports free now."""
+    offset = str(free_offset())
+    return {"LOCALCLUSTER_HOME": str(tmp_path / "home"), "LOCALCLUSTER_PORT_OFFSET": offset}
+
+
+def up_without_java(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """`up` with no java on PATH: it plans and remembers the ports, checks them, and stops
+    with one line before any JVM, in a second or so."""
+    no_java = tmp_path / "no-java"
+    no_java.mkdir(exist_ok=True)
+    return run_cli("up", env={**env, "PATH": str(no_java)}, timeout=30)
+
+
 def test_up_remembers_its_offset_for_later_commands(tmp_path):
     """`up` in a new home with an offset, stopped at the missing java (before any JVM): later
     commands without the variable use that offset, and the variable still wins while nothing
     of that home runs."""
-    home, no_java = tmp_path / "home", tmp_path / "bin"
-    no_java.mkdir()
-    offset = free_offset()
-    offset_env = {"LOCALCLUSTER_HOME": str(home), "LOCALCLUSTER_PORT_OFFSET": str(offset)}
-    up = run_cli("up", env={**offset_env, "PATH": str(no_java)}, timeout=30)
+    offset_env = own_home(tmp_path)
+    home, offset = tmp_path / "home", int(offset_env["LOCALCLUSTER_PORT_OFFSET"])
+    up = up_without_java(offset_env, tmp_path)
     assert "java not found" in up.stderr, up.stderr
     ports = ",".join(f"localhost:{9094 + n + offset}" for n in range(3))
     remembered = f"port offset {offset} (remembered in {home}/cluster.json)"
@@ -265,12 +278,25 @@ def test_up_names_the_pid_and_command_holding_its_port_at_once(tmp_path):
     assert jvms_of(tmp_path / "home") == ""
     assert not list((tmp_path / "home").glob("kafka-*/data/meta.properties"))
 
-    no_java = tmp_path / "bin"
-    no_java.mkdir()
-    control = run_cli("up", env={**env, "PATH": str(no_java)}, timeout=30)
+    control = up_without_java(env, tmp_path)
     assert control.stderr.strip().splitlines() == [
         "localcluster: error: java not found on PATH: Kafka needs Java 17 or newer"
     ]
+
+
+def test_up_names_the_holder_of_a_remembered_controller_port(tmp_path):
+    """The internal and controller ports a home remembers are checked too; a new offset would
+    not move them, so the way out is to stop the holder or start the home over."""
+    env = own_home(tmp_path)
+    up_without_java(env, tmp_path)  # plans and remembers the ports
+    port = json.loads((tmp_path / "home" / "cluster.json").read_text())["ports"]["kafka-1:9093"]
+    with socket.create_server(("127.0.0.1", port)):
+        result = run_cli("up", env=env, timeout=30)
+    line = result.stderr.strip()
+    assert line.startswith(f"localcluster: error: port {port} (kafka-1 CONTROLLER)"), line
+    assert f"by pid {os.getpid()} (" in line, line
+    assert "python -m localcluster down --wipe` (deletes its data)" in line, line
+    assert "LOCALCLUSTER_PORT_OFFSET=" not in line, line
 
 
 def proc_net_row(address: str, port: int, state: str, uid: int, inode: int) -> str:
@@ -552,8 +578,7 @@ def test_missing_java_is_one_clear_line(tmp_path):
     for tool in ("mvn",):  # everything but java
         if shutil.which(tool):
             (bin_dir / tool).symlink_to(shutil.which(tool))
-    env = {"LOCALCLUSTER_HOME": str(tmp_path / "h"), "LOCALCLUSTER_PORT_OFFSET": str(free_offset())}
-    result = run_cli("up", env={**env, "PATH": str(bin_dir)})
+    result = run_cli("up", env={**own_home(tmp_path), "PATH": str(bin_dir)})
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "localcluster: error: java not found on PATH: Kafka needs Java 17 or newer"
