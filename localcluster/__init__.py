@@ -2,5 +2,5 @@
 
 It runs the brokers that docker-compose.yml describes, from Kafka's jars on Maven Central, so tests
 and `make demo` use a real cluster on machines that have Java but no Docker engine.
-Use it as ``python -m localcluster up | down [--wipe] | status | demo | jars``.
+Use it as ``python -m localcluster up | down [--wipe] | status | env | demo | jars``.
 """

@@ -1,8 +1,9 @@
-"""python -m localcluster up | down [--wipe] | status | kill NODE | demo | jars"""
+"""python -m localcluster up | down [--wipe] | status | env | kill NODE | demo | jars"""
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from rich.console import Console
@@ -10,7 +11,7 @@ from rich.table import Table
 
 from kafka_app.settings import DEFAULT_BATCH_GROUP_ID, DEFAULT_SINGLE_GROUP_ID
 from localcluster import admin
-from localcluster.cluster import LocalCluster
+from localcluster.cluster import DEFAULT_HOME, LocalCluster
 from localcluster.errors import ClusterError
 
 # The apps' own default groups: importing kafka_app.settings starts no thread and does no I/O.
@@ -44,6 +45,16 @@ def cmd_jars(cluster: LocalCluster, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_env(cluster: LocalCluster, args: argparse.Namespace) -> int:
+    """Shell lines for `eval "$(python -m localcluster env)"`: the scripts, and later
+    localcluster commands, then use this cluster."""
+    print(f"# {cluster.describe()}")
+    print(f"export KAFKA_BOOTSTRAP_SERVERS={shlex.quote(cluster.bootstrap)}")
+    if cluster.home != DEFAULT_HOME:
+        print(f"export LOCALCLUSTER_HOME={shlex.quote(str(cluster.home))}")
+    return 0
+
+
 def cmd_demo(cluster: LocalCluster, args: argparse.Namespace) -> int:
     from localcluster.demo import run_demo
 
@@ -52,6 +63,7 @@ def cmd_demo(cluster: LocalCluster, args: argparse.Namespace) -> int:
 
 def cmd_status(cluster: LocalCluster, args: argparse.Namespace) -> int:
     out = Console(highlight=False)
+    out.print(f"Status of {cluster.describe()}", markup=False, soft_wrap=True)
     running = {node.name: node.pid() for node in cluster.nodes}
     client = admin.admin_client(cluster.bootstrap)
     try:
@@ -134,11 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     kill.add_argument("node", type=int, help="node id (0, 1 or 2)")
     demo = sub.add_parser("demo", help="bring the cluster up and run the app services")
     demo.add_argument("--keep-cluster", action="store_true", help="leave the cluster running")
+    sub.add_parser("env", help="shell lines pointing the scripts at this cluster (for eval)")
     sub.add_parser("jars", help="resolve Kafka's jars and print their folder")
     args = parser.parse_args(argv)
 
     commands = {
-        "up": cmd_up, "down": cmd_down, "status": cmd_status,
+        "up": cmd_up, "down": cmd_down, "status": cmd_status, "env": cmd_env,
         "kill": cmd_kill, "demo": cmd_demo, "jars": cmd_jars,
     }  # fmt: skip
     try:

@@ -129,8 +129,29 @@ def require_shape(parts: list[PartitionState], spec: TopicSpec) -> None:
         )
 
 
+# What the errors seen while a cluster starts mean, in words for progress lines.
+_WAITING_WORDS = {
+    KafkaError.NOT_COORDINATOR: "the group coordinator is not ready yet",
+    KafkaError.COORDINATOR_NOT_AVAILABLE: "the group coordinator is not ready yet",
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS: "the group coordinator is still loading",
+    KafkaError._TRANSPORT: "a broker closed the connection",
+    KafkaError._ALL_BROKERS_DOWN: "no broker answers yet",
+    KafkaError._TIMED_OUT: "no answer in time",
+    KafkaError.REQUEST_TIMED_OUT: "no answer in time",
+    KafkaError.UNKNOWN_TOPIC_OR_PART: "the brokers do not know the topic yet",
+    KafkaError.LEADER_NOT_AVAILABLE: "a partition has no leader yet",
+    KafkaError.NOT_CONTROLLER: "the controller is changing",
+    KafkaError.BROKER_NOT_AVAILABLE: "a broker is not available yet",
+}
+
+
 def wait_error(exc: BaseException) -> str:
-    """A short reason for a failed admin call, for progress lines."""
-    if isinstance(exc, KafkaException) and exc.args:
-        return str(exc.args[0])
-    return f"{type(exc).__name__}: {exc}"
+    """A short reason for a failed admin call, for progress lines: words, then the error's name
+    in brackets (``the group coordinator is not ready yet (NOT_COORDINATOR)``), never a repr."""
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else exc
+    if isinstance(error, KafkaError):
+        words = _WAITING_WORDS.get(error.code()) or error.str()
+        return f"{words} ({error.name()})"
+    if isinstance(error, TimeoutError):
+        return f"no answer in time ({type(error).__name__})"
+    return f"{error} ({type(error).__name__})" if str(error) else type(error).__name__

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -14,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from localcluster import admin, compose, jars
+from localcluster import admin, compose, jars, state
 from localcluster.errors import ClusterError
 from localcluster.nodes import (
     DOCKER_WRAPPER,
@@ -25,10 +24,11 @@ from localcluster.nodes import (
     local_environment,
     localize,
     plan_ports,
-    port_in_use,
 )
+from localcluster.portcheck import require_free
 
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_HOME = ROOT / ".localcluster"
 STARTED_LINE = "Kafka Server started"
 Missing = TypeVar("Missing")  # what a wait still waits for (LocalCluster._wait)
 
@@ -59,25 +59,38 @@ SIGKILL_BOUND = 60.0
 class LocalCluster:
     def __init__(self, say: Callable[[str], None] = print) -> None:
         self.compose_file = _env_path("LOCALCLUSTER_COMPOSE_FILE", ROOT / "docker-compose.yml")
-        self.home = _env_path("LOCALCLUSTER_HOME", ROOT / ".localcluster")
+        self.home = _env_path("LOCALCLUSTER_HOME", DEFAULT_HOME)
         self.cache = _env_path("LOCALCLUSTER_CACHE", ROOT / ".cache")
-        self.port_offset = int(_env_seconds("LOCALCLUSTER_PORT_OFFSET", 0))
         self.model = compose.load(self.compose_file)
         self.nodes = [Node(broker, self.home) for broker in self.model.brokers]
+        offset = state.choose_offset(self.home, state.read(self.home), lambda: bool(self.running()))
+        self.port_offset, self.offset_source = offset.value, offset.source
+        if not all(0 < port < 65536 for _, port in self._external()):
+            raise ClusterError(f"port offset {self.port_offset} puts {self.bootstrap} out of range")
         self.say = say
         self._started = time.monotonic()
         self._restarted: set[str] = set()  # nodes started again during this `up`
 
     # --- addresses ---------------------------------------------------------------------------
 
-    @property
-    def bootstrap(self) -> str:
-        """The EXTERNAL listeners: what host scripts use, with Docker or without."""
-        return ",".join(
-            f"{ad.host}:{ad.port + self.port_offset}"
+    def _external(self) -> list[tuple[str, int]]:
+        return [
+            (ad.host, ad.port + self.port_offset)
             for node in self.nodes
             for ad in node.broker.advertised()
             if ad.host in ("localhost", LOOPBACK)
+        ]
+
+    @property
+    def bootstrap(self) -> str:
+        """The EXTERNAL listeners: what host scripts use, with Docker or without."""
+        return ",".join(f"{host}:{port}" for host, port in self._external())
+
+    def describe(self) -> str:
+        """Which cluster a command is about, so that it never reports on another one unsaid."""
+        return (
+            f"the local cluster in {self.home}: bootstrap {self.bootstrap},"
+            f" port offset {self.port_offset} ({self.offset_source})"
         )
 
     def node(self, node_id: int) -> Node:
@@ -87,20 +100,18 @@ class LocalCluster:
         raise ClusterError(f"no node {node_id}: nodes are {[n.node_id for n in self.nodes]}")
 
     def ports(self) -> dict[str, int]:
-        """Loopback ports of every listener, remembered across runs in cluster.json."""
-        state_file = self.home / "cluster.json"
-        state = json.loads(state_file.read_text()) if state_file.exists() else {}
-        if state and state.get("cluster_id") != self.model.cluster_id:
+        """Loopback ports of every listener, remembered across runs in cluster.json with the
+        port offset they were planned for."""
+        known = state.read(self.home)
+        if known and known.get("cluster_id") != self.model.cluster_id:
             raise ClusterError(
-                f"{self.home} holds cluster {state.get('cluster_id')}, but docker-compose.yml"
+                f"{self.home} holds cluster {known.get('cluster_id')}, but docker-compose.yml"
                 f" now says {self.model.cluster_id}: run `python -m localcluster down --wipe`"
             )
-        ports = plan_ports(self.model.brokers, state.get("ports", {}), self.port_offset)
-        if ports != state.get("ports"):
-            self.home.mkdir(parents=True, exist_ok=True)
-            state_file.write_text(
-                json.dumps({"cluster_id": self.model.cluster_id, "ports": ports}, indent=2)
-            )
+        ports = plan_ports(self.model.brokers, known.get("ports", {}), self.port_offset)
+        now = {"cluster_id": self.model.cluster_id, "port_offset": self.port_offset, "ports": ports}
+        if now != known:
+            state.write(self.home, now)
         return ports
 
     def localize(self, value: str) -> str:
@@ -119,17 +130,14 @@ class LocalCluster:
         """Starts every node that is down, waits for the cluster and the topic; returns seconds."""
         timeout = timeout or _env_seconds("LOCALCLUSTER_START_TIMEOUT", 120)
         self._started = time.monotonic()
-        java = jars.require_java()
-        lib = self.lib()
         ports = self.ports()
         stopped = [node for node in self.nodes if not node.alive()]
-        for node in stopped:
-            for port, what in listening_ports(node.broker, ports).items():
-                if port_in_use(port):
-                    raise ClusterError(
-                        f"port {port} ({what}) is already in use by another process:"
-                        " stop it, or the other Kafka, before `up`"
-                    )
+        # First, before anything slow: the nodes already up hold their own ports.
+        wanted = {p: what for n in stopped for p, what in listening_ports(n.broker, ports).items()}
+        external = [port for _, port in self._external()]
+        require_free(wanted, external, self.port_offset, self.home, DEFAULT_HOME)
+        java = jars.require_java()
+        lib = self.lib()
         self._setup(java, lib, stopped, ports)
 
         offsets = {}

@@ -2,7 +2,8 @@
 
 The cluster comes up first, then every service built from our Dockerfile runs with its
 `replicas` count, its environment (``kafka-N:9092`` rewritten to the local cluster's ports) and
-its output prefixed the way Compose prefixes it: ``producer-1  | Message delivered to ...``.
+its output prefixed the way Compose prefixes it: ``producer-1  | Message delivered to ...``,
+coloured per service on a terminal, and KAFKA_CLIENT_ID set to that replica name.
 A replica that exits is started again as its ``restart:`` policy says (the apps exit with
 status 3 when their Kafka client is stuck, counting on that). Ctrl-C (or SIGTERM) stops the
 apps with SIGTERM, then the cluster.
@@ -17,9 +18,11 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TextIO
 
 from localcluster.cluster import ROOT, LocalCluster
 from localcluster.compose import AppService
+from localcluster.nodes import LOOPBACK
 
 STOP_TIMEOUT = 30.0
 # Docker waits before each restart, twice as long each time up to a minute, and starts over once
@@ -27,6 +30,17 @@ STOP_TIMEOUT = 30.0
 FIRST_RESTART_DELAY = 1.0
 MAX_RESTART_DELAY = 60.0
 RAN_LONG_ENOUGH = 10.0
+# Docker Compose's log prefix colours (ANSI SGR codes), given to the services in turn.
+PALETTE = ("36", "33", "32", "35", "34", "36;1", "33;1", "32;1", "35;1", "34;1")
+
+
+def use_colour(stream: TextIO) -> bool:
+    """Colour on a terminal only, and never with NO_COLOR set (https://no-color.org)."""
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+def coloured(text: str, service_index: int) -> str:
+    return f"\033[{PALETTE[service_index % len(PALETTE)]}m{text}\033[0m"
 
 
 @dataclass
@@ -35,6 +49,7 @@ class Replica:
 
     app: AppService
     name: str
+    prefix: str  # of its output lines: its name, padded, and "|"
     process: subprocess.Popen
     started_at: float = field(default_factory=time.monotonic)
     restarts: int = 0
@@ -42,11 +57,11 @@ class Replica:
     restart_at: float | None = None  # set while a restart is pending
 
 
-def _pump(name: str, process: subprocess.Popen, width: int, lock: threading.Lock) -> None:
+def _pump(prefix: str, process: subprocess.Popen, lock: threading.Lock) -> None:
     assert process.stdout is not None
     for line in process.stdout:
         with lock:
-            sys.stdout.write(f"{name:<{width}} | {line}")
+            sys.stdout.write(f"{prefix} {line}")
             sys.stdout.flush()
 
 
@@ -58,23 +73,34 @@ class Apps:
         self.replicas: list[Replica] = []
         self.pumps: list[threading.Thread] = []
         self.lock = threading.Lock()
-        self.width = 0
+
+    def _present(self, app: AppService) -> bool:
+        script = next((part for part in app.command if part.endswith(".py")), None)
+        if script and not (ROOT / script).exists():
+            self.cluster.say(f"skipping {app.service}: {script} does not exist yet")
+            return False
+        return True
 
     def start(self) -> None:
-        wanted: list[tuple[AppService, str]] = []
-        for app in self.cluster.model.apps:
-            script = next((part for part in app.command if part.endswith(".py")), None)
-            if script and not (ROOT / script).exists():
-                self.cluster.say(f"skipping {app.service}: {script} does not exist yet")
-                continue
-            wanted += [(app, f"{app.service}-{index}") for index in range(1, app.replicas + 1)]
-        self.width = max((len(name) for _, name in wanted), default=0)
-        self.replicas = [Replica(app, name, self._run(app, name)) for app, name in wanted]
+        services = [app for app in self.cluster.model.apps if self._present(app)]
+        wanted = [  # app, replica name, the service's colour
+            (app, f"{app.service}-{i}", service)
+            for service, app in enumerate(services)
+            for i in range(1, app.replicas + 1)
+        ]
+        width = max((len(name) for _, name, _ in wanted), default=0)
+        colour = use_colour(sys.stdout)
+        for app, name, service in wanted:
+            prefix = f"{name:<{width}} |"
+            prefix = coloured(prefix, service) if colour else prefix
+            self.replicas.append(Replica(app, name, prefix, self._run(app, name, prefix)))
 
-    def _run(self, app: AppService, name: str) -> subprocess.Popen:
-        """Start one process of `app`, its output printed with its replica name."""
+    def _run(self, app: AppService, name: str, prefix: str) -> subprocess.Popen:
+        """Start one process of `app`, its output printed after `prefix`."""
         command = [sys.executable if part == "python" else part for part in app.command]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # Replicas share this host, where containers each had their own: the replica name tells
+        # their Kafka clients apart. A client id the compose file sets wins, as in Docker.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "KAFKA_CLIENT_ID": name}
         env.update({key: self.cluster.localize(value) for key, value in app.environment.items()})
         process = subprocess.Popen(
             command,
@@ -85,9 +111,7 @@ class Apps:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        pump = threading.Thread(
-            target=_pump, args=(name, process, self.width, self.lock), daemon=True
-        )
+        pump = threading.Thread(target=_pump, args=(prefix, process, self.lock), daemon=True)
         pump.start()
         self.pumps.append(pump)
         return process
@@ -115,7 +139,7 @@ class Apps:
                     f" (restart: {replica.app.restart})"
                 )
             elif now >= replica.restart_at:
-                replica.process = self._run(replica.app, replica.name)
+                replica.process = self._run(replica.app, replica.name, replica.prefix)
                 replica.started_at, replica.restart_at = now, None
                 replica.restarts += 1
         return any(r.process.poll() is None or r.restart_at is not None for r in self.replicas)
@@ -139,12 +163,31 @@ class Apps:
         return failed
 
 
+def address_lines(cluster: LocalCluster) -> list[str]:
+    """Which address is whose: the apps get the internal listeners, as in Compose, while scripts
+    and tools on this machine use the EXTERNAL ones."""
+    internal = ",".join(
+        f"{ad.host}:{ad.port}"
+        for node in cluster.nodes
+        for ad in node.broker.advertised()
+        if ad.host not in ("localhost", LOOPBACK)
+    )
+    hint = ': `eval "$(python -m localcluster env)"` exports it' if cluster.port_offset else ""
+    return [
+        f"the apps connect to the internal listeners {cluster.localize(internal)}"
+        f" (what {internal} means in Compose)",
+        f"your own scripts and tools use the EXTERNAL bootstrap {cluster.bootstrap}{hint}",
+    ]
+
+
 def run_demo(cluster: LocalCluster, keep_cluster: bool = False) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
     cluster.up()
+    for line in address_lines(cluster):
+        cluster.say(line)
     apps = Apps(cluster)
     apps.start()
     if not apps.replicas:

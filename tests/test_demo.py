@@ -5,6 +5,7 @@ SIGTERM stops everything cleanly."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 import yaml
 
 from localcluster.compose import AppService, load
+from localcluster.demo import PALETTE, coloured, use_colour
 from localcluster.errors import ClusterError
 
 pytestmark = pytest.mark.cluster
@@ -104,6 +106,25 @@ class Output:
         return "\n".join(self.lines[-count:])
 
 
+def start_demo(document: dict, tmp_path: Path, **settings: str) -> subprocess.Popen:
+    """`demo --keep-cluster` on the compose `document`, its output (stderr too) in a pipe; the
+    app settings of this environment and NO_COLOR left out, `settings` added."""
+    compose_file = tmp_path / "docker-compose.yml"
+    compose_file.write_text(yaml.safe_dump(document))
+    left_out = ("KAFKA_", "BATCH_", "SINGLE_", "PRODUCER_", "LOG_LEVEL", "NO_COLOR")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(left_out)}
+    env.update(LOCALCLUSTER_COMPOSE_FILE=str(compose_file), **settings)
+    return subprocess.Popen(
+        [sys.executable, "-m", "localcluster", "demo", "--keep-cluster"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 @pytest.mark.timeout(240)
 def test_demo_shows_the_seed_log_lines_and_restarts_an_app_that_exits(
     kafka_cluster, tmp_path: Path
@@ -114,23 +135,11 @@ def test_demo_shows_the_seed_log_lines_and_restarts_an_app_that_exits(
         "restart": "unless-stopped",
         "command": ["python", "-c", FLAKY_APP, str(tmp_path / "ran-before")],
     }
-    compose_file = tmp_path / "docker-compose.yml"
-    compose_file.write_text(yaml.safe_dump(document))
-    app_settings = ("KAFKA_", "BATCH_", "SINGLE_", "PRODUCER_", "LOG_LEVEL")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(app_settings)}
-    env.update(
-        LOCALCLUSTER_COMPOSE_FILE=str(compose_file),
+    demo = start_demo(
+        document,
+        tmp_path,
         PRODUCER_INTERVAL_SECONDS="0.2",  # the demo's pace, faster: every line shows sooner
         BATCH_WINDOW_SECONDS="2",
-    )
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "localcluster", "demo", "--keep-cluster"],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
     )
     output = Output(demo)
     expected = [  # (a line starting with, and containing)
@@ -164,3 +173,63 @@ def test_demo_shows_the_seed_log_lines_and_restarts_an_app_that_exits(
             demo.wait()
     assert code == 0, output.tail()
     assert output.has("", "stopping apps (SIGTERM)")
+
+
+def test_prefix_colours_cycle_compose_palette_per_service() -> None:
+    assert coloured("producer-1 |", 0) == "\033[36mproducer-1 |\033[0m"
+    assert coloured("x |", 1) == "\033[33mx |\033[0m"
+    assert coloured("x |", 5) == "\033[36;1mx |\033[0m"
+    assert coloured("x |", len(PALETTE)) == coloured("x |", 0)
+
+
+def test_colour_only_on_a_terminal_without_no_color(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    leader, follower = os.openpty()
+    with os.fdopen(follower, "w") as terminal, (tmp_path / "out").open("w") as file:
+        assert use_colour(terminal)
+        assert not use_colour(file)
+        monkeypatch.setenv("NO_COLOR", "1")
+        assert not use_colour(terminal)
+    os.close(leader)
+
+
+# Prints the client id and bootstrap servers it was given, then exits 0.
+ENV_APP = """
+import os
+print("client id", os.environ.get("KAFKA_CLIENT_ID"), "at", os.environ["KAFKA_BOOTSTRAP_SERVERS"])
+"""
+
+
+@pytest.mark.timeout(120)
+def test_demo_names_each_replica_and_says_which_address_is_whose(
+    kafka_cluster, tmp_path: Path
+) -> None:
+    """Two replicas of a fake app that exit at once, so the demo ends by itself; its output is
+    a pipe here, so no colour."""
+    document = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    apps = [name for name, service in document["services"].items() if "build" in service]
+    for name in apps:
+        del document["services"][name]
+    document["services"]["env-app"] = {
+        "build": ".",
+        "restart": "no",
+        "deploy": {"replicas": 2},
+        "environment": {"KAFKA_BOOTSTRAP_SERVERS": "kafka-0:9092,kafka-1:9092,kafka-2:9092"},
+        "command": ["python", "-c", ENV_APP],
+    }
+    demo = start_demo(document, tmp_path)
+    try:
+        out, _ = demo.communicate(timeout=100)
+    finally:
+        demo.kill()
+    assert demo.returncode == 0, out
+    internal = re.search(r"the apps connect to the internal listeners (\S+) \(what ", out)
+    assert internal, out
+    assert internal[1].count("127.0.0.1:") == 3, internal[1]
+    for replica in ("env-app-1", "env-app-2"):
+        assert f"{replica} | client id {replica} at {internal[1]}\n" in out, out
+    external = f"your own scripts and tools use the EXTERNAL bootstrap {kafka_cluster.bootstrap}"
+    assert external in out, out
+    hint = '`eval "$(python -m localcluster env)"`'
+    assert (hint in out) == (kafka_cluster.local.port_offset != 0), out
+    assert "\033[" not in out, "colour codes in a pipe"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -13,11 +16,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from localcluster import admin, compose, jars
 from localcluster.cluster import LocalCluster
 from localcluster.errors import ClusterError
+from localcluster.holders import Holder, holders
 from localcluster.nodes import (
     ALREADY_FORMATTED,
     Node,
@@ -25,17 +29,20 @@ from localcluster.nodes import (
     local_environment,
     port_in_use,
 )
+from localcluster.portcheck import explain
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parent.parent
 TOPIC = "final-1-topic"
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120, unset=()):
+    """`python -m localcluster ARGS` with this environment, plus `env`, less `unset`."""
+    environment = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset}
     return subprocess.run(
         [sys.executable, "-m", "localcluster", *args],
         cwd=ROOT,
-        env={**os.environ, **(env or {})},
+        env=environment,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -138,14 +145,203 @@ def test_status_shows_brokers_quorum_leader_and_full_isr(kafka_cluster):
     assert "batch-group" in out and "single-group" in out
 
 
-def test_up_refuses_ports_already_in_use(kafka_cluster, tmp_path):
+def test_env_and_status_without_the_variable_use_the_offset_up_remembered(kafka_cluster):
+    local: LocalCluster = kafka_cluster.local
+    remembered = f"port offset {local.port_offset} (remembered in {local.home}/cluster.json)"
+    env = run_cli("env", unset=["LOCALCLUSTER_PORT_OFFSET"])
+    assert env.returncode == 0, env.stderr
+    assert f"export KAFKA_BOOTSTRAP_SERVERS={kafka_cluster.bootstrap}\n" in env.stdout, env.stdout
+    assert remembered in env.stdout, env.stdout
+    status = run_cli("status", unset=["LOCALCLUSTER_PORT_OFFSET"])
+    assert status.returncode == 0, status.stderr
+    first = status.stdout.splitlines()[0]
+    assert first.startswith(f"Status of the local cluster in {local.home}: bootstrap"), first
+    assert kafka_cluster.bootstrap in first and remembered in first, first
+    assert status.stdout.count("│ yes ") == 3, status.stdout
+
+
+def test_another_offset_for_a_running_cluster_is_refused(kafka_cluster):
+    """Else `status` would report the cluster's ports as down: another cluster's, unsaid."""
+    local: LocalCluster = kafka_cluster.local
+    other = local.port_offset + 1
+    result = run_cli("status", env={"LOCALCLUSTER_PORT_OFFSET": str(other)})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"localcluster: error: LOCALCLUSTER_PORT_OFFSET={other}, but the cluster in {local.home}"
+        f" runs with port offset {local.port_offset} (remembered in {local.home}/cluster.json):"
+        " unset the variable to use that cluster, or stop it first with"
+        " `python -m localcluster down`"
+    ]
+    assert result.stdout == ""
+
+
+def free_offset() -> int:
+    """A port offset whose EXTERNAL ports are free now, for a cluster home of a test's own."""
+    for offset in range(1000, 20000, 97):
+        if not any(port_in_use(9094 + n + offset) for n in range(3)):
+            return offset
+    raise AssertionError("no free port offset")
+
+
+def own_home(tmp_path: Path) -> dict[str, str]:
+    """The environment of a cluster home of a test's own, on EXTERNAL ports free now."""
+    offset = str(free_offset())
+    return {"LOCALCLUSTER_HOME": str(tmp_path / "home"), "LOCALCLUSTER_PORT_OFFSET": offset}
+
+
+def up_without_java(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """`up` with no java on PATH: it plans and remembers the ports, checks them, and stops
+    with one line before any JVM, in a second or so."""
+    no_java = tmp_path / "no-java"
+    no_java.mkdir(exist_ok=True)
+    return run_cli("up", env={**env, "PATH": str(no_java)}, timeout=30)
+
+
+def test_up_remembers_its_offset_for_later_commands(tmp_path):
+    """`up` in a new home with an offset, stopped at the missing java (before any JVM): later
+    commands without the variable use that offset, and the variable still wins while nothing
+    of that home runs."""
+    offset_env = own_home(tmp_path)
+    home, offset = tmp_path / "home", int(offset_env["LOCALCLUSTER_PORT_OFFSET"])
+    up = up_without_java(offset_env, tmp_path)
+    assert "java not found" in up.stderr, up.stderr
+    ports = ",".join(f"localhost:{9094 + n + offset}" for n in range(3))
+    remembered = f"port offset {offset} (remembered in {home}/cluster.json)"
+
+    later = {"LOCALCLUSTER_HOME": str(home)}
+    env = run_cli("env", env=later, unset=["LOCALCLUSTER_PORT_OFFSET"], timeout=30)
+    assert env.stdout.splitlines()[1:] == [
+        f"export KAFKA_BOOTSTRAP_SERVERS={ports}",
+        f"export LOCALCLUSTER_HOME={home}",
+    ]
+    assert remembered in env.stdout, env.stdout
+    status = run_cli("status", env=later, unset=["LOCALCLUSTER_PORT_OFFSET"], timeout=30)
+    assert status.stdout.splitlines()[0] == (
+        f"Status of the local cluster in {home}: bootstrap {ports}, {remembered}"
+    ), status.stdout
+    assert status.returncode == 1 and f"cannot reach the cluster at {ports}" in status.stdout
+
+    moved = run_cli("env", env={**offset_env, "LOCALCLUSTER_PORT_OFFSET": "0"}, timeout=30)
+    assert "export KAFKA_BOOTSTRAP_SERVERS=localhost:9094,localhost:9095," in moved.stdout
+
+
+def test_up_names_the_other_local_cluster_holding_its_port(kafka_cluster, tmp_path):
     """A second cluster home would need 9094-9096, which the running cluster holds."""
     port = 9094 + kafka_cluster.local.port_offset
     assert port_in_use(port)
     result = run_cli("up", env={"LOCALCLUSTER_HOME": str(tmp_path / "other")})
     assert result.returncode == 1
+    home, pid = kafka_cluster.local.home, kafka_cluster.local.node(0).pid()
     assert f"port {port} (kafka-0 EXTERNAL) is already in use" in result.stderr, result.stderr
+    assert f"by kafka-0 of the local cluster in {home} (pid {pid})" in result.stderr
+    assert "python -m localcluster down`" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def jvms_of(home: Path) -> str:
+    """The processes of the cluster in `home`, as pgrep lists them: empty if none."""
+    found = subprocess.run(["pgrep", "-af", f"-Dlocalcluster.node={home}"], capture_output=True)
+    return found.stdout.decode().strip()
+
+
+def held_port() -> socket.socket:
+    """A loopback port listened on by this process, the way any other program would hold it."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    return holder
+
+
+def test_up_names_the_pid_and_command_holding_its_port_at_once(tmp_path):
+    """Before any setup: no JVM, no storage, a few seconds; then, the port freed, the same
+    command gets past the check (to its missing java: a cheap stop before any JVM)."""
+    holder = held_port()
+    port = holder.getsockname()[1]
+    env = {
+        "LOCALCLUSTER_HOME": str(tmp_path / "home"),
+        "LOCALCLUSTER_PORT_OFFSET": str(port - 9094),
+    }
+    try:
+        started = time.monotonic()
+        result = run_cli("up", env=env, timeout=30)
+        elapsed = time.monotonic() - started
+    finally:
+        holder.close()
+    assert result.returncode == 1, result.stderr
+    assert elapsed < 10, f"took {elapsed:.1f}s"
+    line = result.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line, line
+    command = Path("/proc/self/cmdline").read_bytes().split(b"\0")[:3]
+    assert f"port {port} (kafka-0 EXTERNAL) is already in use" in line, line
+    assert f"by pid {os.getpid()} ({b' '.join(command).decode()}" in line, line
+    assert f"`kill {os.getpid()}`" in line and "`LOCALCLUSTER_PORT_OFFSET=" in line, line
+    assert jvms_of(tmp_path / "home") == ""
+    assert not list((tmp_path / "home").glob("kafka-*/data/meta.properties"))
+
+    control = up_without_java(env, tmp_path)
+    assert control.stderr.strip().splitlines() == [
+        "localcluster: error: java not found on PATH: Kafka needs Java 17 or newer"
+    ]
+
+
+def test_up_names_the_holder_of_a_remembered_controller_port(tmp_path):
+    """The internal and controller ports a home remembers are checked too; a new offset would
+    not move them, so the way out is to stop the holder or start the home over."""
+    env = own_home(tmp_path)
+    up_without_java(env, tmp_path)  # plans and remembers the ports
+    port = json.loads((tmp_path / "home" / "cluster.json").read_text())["ports"]["kafka-1:9093"]
+    with socket.create_server(("127.0.0.1", port)):
+        result = run_cli("up", env=env, timeout=30)
+    line = result.stderr.strip()
+    assert line.startswith(f"localcluster: error: port {port} (kafka-1 CONTROLLER)"), line
+    assert f"by pid {os.getpid()} (" in line, line
+    assert "python -m localcluster down --wipe` (deletes its data)" in line, line
+    assert "LOCALCLUSTER_PORT_OFFSET=" not in line, line
+
+
+def proc_net_row(address: str, port: int, state: str, uid: int, inode: int) -> str:
+    """A /proc/net/tcp or tcp6 row: the address as 32-bit words in this host's byte order."""
+    packed = socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address)
+    words = struct.unpack(f"!{len(packed) // 4}I", packed)
+    native = struct.pack(f"={len(words)}I", *words).hex().upper()
+    return f"  0: {native}:{port:04X} 00000000:0000 {state} 0:0 00:0 0 {uid} 0 {inode} 1 0"
+
+
+def test_holders_are_the_loopback_listeners_with_their_process_where_visible(tmp_path):
+    proc, port, header = tmp_path / "proc", 29094, "  sl  local_address ..."
+    (proc / "net").mkdir(parents=True)
+    (proc / "net" / "tcp").write_text("\n".join([
+        header,
+        proc_net_row("127.0.0.1", port, "0A", 1234, 701),  # no process of ours has it
+        proc_net_row("10.0.0.5", port, "0A", 0, 702),  # not reached through loopback
+        proc_net_row("127.0.0.1", port, "01", 0, 703),  # a connection, not a listener
+        proc_net_row("127.0.0.1", port + 1, "0A", 0, 706),  # another port
+    ]))  # fmt: skip
+    (proc / "net" / "tcp6").write_text("\n".join([
+        header,
+        proc_net_row("::1", port, "0A", 0, 704),
+        proc_net_row("::ffff:127.0.0.1", port, "0A", 0, 705),  # how a JVM listens
+        proc_net_row("fe80::1", port, "0A", 0, 707),
+    ]))  # fmt: skip
+    (proc / "4242" / "fd").mkdir(parents=True)
+    (proc / "4242" / "fd" / "3").symlink_to("socket:[705]")
+    (proc / "4242" / "cmdline").write_bytes(b"java\0-Dlocalcluster.node=/x/kafka-1\0")
+
+    found = holders(port, proc)
+    assert found == [
+        Holder(1234),
+        Holder(0),
+        Holder(0, 4242, ("java", "-Dlocalcluster.node=/x/kafka-1")),
+    ]
+    default_home = Path("/elsewhere")
+    who, _ = explain(port, found[:1], default_home)
+    assert "uid 1234" in who and who.endswith("that this user cannot see"), who
+    assert explain(port, found[2:], default_home) == (
+        "kafka-1 of the local cluster in /x (pid 4242)",
+        "`LOCALCLUSTER_HOME=/x python -m localcluster down`",
+    )
+    assert explain(port, found[2:], Path("/x"))[1] == "`python -m localcluster down`"
+    assert "cannot name" in explain(port, [], default_home)[0]
 
 
 def second_cluster(tmp_path: Path, kafka_1_settings: dict[str, str] | None = None) -> dict:
@@ -355,13 +551,34 @@ def test_error_excerpt_is_the_error_records_not_info_lines_naming_an_exception()
     assert error_lines(log) == [log[3], log[4], log[6], log[10]]
 
 
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (
+            KafkaException(KafkaError(KafkaError.NOT_COORDINATOR)),
+            "the group coordinator is not ready yet (NOT_COORDINATOR)",
+        ),
+        (KafkaException(KafkaError(KafkaError._TIMED_OUT)), "no answer in time (_TIMED_OUT)"),
+        (  # a code without words of its own keeps the broker's message
+            KafkaException(KafkaError(KafkaError.INVALID_REPLICATION_FACTOR, "only 1 broker")),
+            "only 1 broker (INVALID_REPLICATION_FACTOR)",
+        ),
+        (TimeoutError(), "no answer in time (TimeoutError)"),
+    ],
+)
+def test_wait_reasons_are_words_with_the_error_name(error, expected):
+    if isinstance(error, KafkaException):  # the raw text that the words replace
+        assert str(error.args[0]).startswith("KafkaError{code=")
+    assert admin.wait_error(error) == expected
+
+
 def test_missing_java_is_one_clear_line(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("mvn",):  # everything but java
         if shutil.which(tool):
             (bin_dir / tool).symlink_to(shutil.which(tool))
-    result = run_cli("up", env={"PATH": str(bin_dir), "LOCALCLUSTER_HOME": str(tmp_path / "h")})
+    result = run_cli("up", env={**own_home(tmp_path), "PATH": str(bin_dir)})
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "localcluster: error: java not found on PATH: Kafka needs Java 17 or newer"
@@ -378,10 +595,7 @@ def test_down_leaves_no_java_process_and_no_port(kafka_cluster):
         assert [node.name for node in local.nodes if node.pid() is not None] == []
         busy = [port for port in ports if port_in_use(port)]
         assert busy == [], f"ports still listening after down: {busy}"
-        leftovers = subprocess.run(
-            ["pgrep", "-f", f"-Dlocalcluster.node={local.home}"], capture_output=True, text=True
-        ).stdout
-        assert leftovers.strip() == ""
+        assert jvms_of(local.home) == ""
     finally:
         local.up()
     assert kafka_cluster.wait_full_isr(TOPIC, timeout=60)
