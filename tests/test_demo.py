@@ -19,6 +19,7 @@ import yaml
 from localcluster.compose import AppService, load
 from localcluster.demo import PALETTE, coloured, use_colour
 from localcluster.errors import ClusterError
+from support.processes import APP_SETTINGS
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,8 +112,7 @@ def start_demo(document: dict, tmp_path: Path, **settings: str) -> subprocess.Po
     app settings of this environment and NO_COLOR left out, `settings` added."""
     compose_file = tmp_path / "docker-compose.yml"
     compose_file.write_text(yaml.safe_dump(document))
-    left_out = ("KAFKA_", "BATCH_", "SINGLE_", "PRODUCER_", "LOG_LEVEL", "NO_COLOR")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(left_out)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith((*APP_SETTINGS, "NO_COLOR"))}
     env.update(LOCALCLUSTER_COMPOSE_FILE=str(compose_file), **settings)
     return subprocess.Popen(
         [sys.executable, "-m", "localcluster", "demo", "--keep-cluster"],
