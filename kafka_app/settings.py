@@ -7,6 +7,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import socket
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -109,7 +110,7 @@ def common_parser(description: str | None, service: str) -> argparse.ArgumentPar
     env_option(parser, "--topic", "KAFKA_TOPIC", DEFAULT_TOPIC, non_empty, "topic name")
     extra = "Java .properties file merged into the client config (SASL/SSL, ...)"
     env_option(parser, "--client-properties", "KAFKA_CLIENT_PROPERTIES", None, non_empty, extra)
-    me = f"{service}-{socket.gethostname()}"  # make demo sets producer-1, producer-2, ...
+    me = default_client_id(service)  # make demo sets producer-1, producer-2, ...
     env_option(parser, "--client-id", "KAFKA_CLIENT_ID", me, non_empty, "Kafka client.id")
     env_option(parser, "--log-level", "LOG_LEVEL", DEFAULT_LOG_LEVEL, log_level, "log level")
     return parser
@@ -125,6 +126,21 @@ def consumer_parser(description: str | None, service: str, group_env: str, group
     add("--processed-log", metavar="PATH", help="append '<partition> <offset> <id>' per record")
     add("--process-delay", type=non_negative_float, default=0.0, help="simulated work per message")
     return parser
+
+
+def default_client_id(service: str, container_marker: Path = Path("/.dockerenv")) -> str:
+    """``<service>-<n>`` in replica n of a Compose service, else ``<service>-<hostname>``.
+
+    Compose names replica n ``<project>-<service>-<n>``, and Docker's DNS answers a reverse
+    lookup of a container's address with that name: the one place a replica learns its number.
+    The lookup is made only in a container (Docker creates /.dockerenv), never on a laptop."""
+    host = socket.gethostname()
+    if container_marker.exists():
+        with contextlib.suppress(OSError):
+            name = socket.gethostbyaddr(socket.gethostbyname(host))[0]
+            if replica := re.search(rf"-{re.escape(service)}-(\d+)(\.|$)", name):
+                return f"{service}-{replica[1]}"
+    return f"{service}-{host}"
 
 
 def load_properties(path: str | Path) -> dict[str, str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import statistics
 import time
 import urllib.request
@@ -225,6 +226,34 @@ def test_seed_lines_come_from_both_replicas_of_every_app(live: Live) -> None:
         raise AssertionError(f"{exc}; missing: {sorted(missing())}") from None
     first = min(when for _, when, text in stack.logs("producer") if SEED_LINES["producer"] in text)
     live.record(first_delivery_after_up_s=round((first - live.up_at).total_seconds(), 1))
+
+
+def test_each_replica_is_named_for_its_service_and_number(live: Live) -> None:
+    """Replica n of a service takes the client id <service>-<n> (the name Docker's DNS gives
+    its address): the groups' members and the producers' messages say which replica is which."""
+    client = admin.admin_client(BOOTSTRAP)
+    wanted = {
+        group: {f"{service}-{n}" for n in (1, 2)}
+        for group, service in (
+            ("batch-group", "batch-consumer"),
+            ("single-group", "single-consumer"),
+        )
+    }
+
+    def members() -> dict[str, set[str]]:
+        described = client.describe_consumer_groups(list(wanted))
+        return {
+            group: {m.client_id for m in future.result(timeout=15).members}
+            for group, future in described.items()
+        }
+
+    try:
+        live.stack.wait(lambda: members() == wanted, 60, "every replica in its group by name")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; members: {members()}") from None
+    texts = "\n".join(text for _, _, text in live.stack.logs("single-consumer"))
+    senders = set(re.findall(r"received: Test message \d+ from (\S+)$", texts, re.M))
+    assert senders == {"producer-1", "producer-2"}, senders
 
 
 def test_ports_are_published_on_loopback_only_and_external_listeners_answer(live: Live) -> None:
