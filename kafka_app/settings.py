@@ -7,7 +7,6 @@ import contextlib
 import logging
 import math
 import os
-import re
 import socket
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -131,15 +130,17 @@ def consumer_parser(description: str | None, service: str, group_env: str, group
 def default_client_id(service: str, container_marker: Path = Path("/.dockerenv")) -> str:
     """``<service>-<n>`` in replica n of a Compose service, else ``<service>-<hostname>``.
 
-    Compose names replica n ``<project>-<service>-<n>``, and Docker's DNS answers a reverse
-    lookup of a container's address with that name: the one place a replica learns its number.
-    The lookup is made only in a container (Docker creates /.dockerenv), never on a laptop."""
+    Compose names replica n ``<project>-<service>-<n>``, a name its network's DNS resolves, and
+    docker-compose.yml passes the project's name: the replica whose name resolves to this
+    container's address is this one. Only in a container (Docker creates /.dockerenv)."""
     host = socket.gethostname()
-    if container_marker.exists():
-        with contextlib.suppress(OSError):
-            name = socket.gethostbyaddr(socket.gethostbyname(host))[0]
-            if replica := re.search(rf"-{re.escape(service)}-(\d+)(\.|$)", name):
-                return f"{service}-{replica[1]}"
+    project = os.environ.get("COMPOSE_PROJECT_NAME")
+    if project and container_marker.exists():
+        with contextlib.suppress(OSError):  # a name that does not resolve ends the search
+            me = socket.gethostbyname(host)
+            for n in range(1, 100):
+                if socket.gethostbyname(f"{project}-{service}-{n}") == me:
+                    return f"{service}-{n}"
     return f"{service}-{host}"
 
 

@@ -14,6 +14,7 @@ the JVM (the wrapper leaves it out of the properties, as the image's launcher re
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,7 +105,12 @@ def _environment(service: dict) -> dict[str, str]:
     env = service.get("environment") or {}
     if isinstance(env, list):
         env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
-    return {str(k): "" if v is None else str(v) for k, v in env.items()}
+    return {str(k): _interpolate("" if v is None else str(v)) for k, v in env.items()}
+
+
+def _interpolate(value: str) -> str:
+    """``${VAR}`` and ``${VAR:-default}`` from this environment, as Compose reads them."""
+    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: os.environ.get(m[1]) or m[2] or "", value)
 
 
 def _kafka_version(image: str) -> str:

@@ -395,3 +395,19 @@ def test_no_bitnami_or_provectuslabs_images(services: dict[str, Any]) -> None:
         if re.search(r"bitnami|provectuslabs", s.get("image") or "", re.IGNORECASE)
     }
     assert not bad, f"unmaintained/removed images in use: {bad}"
+
+
+def test_the_local_cluster_reads_app_variables_as_compose_interpolates_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`make demo` gives the apps what Compose would: ${COMPOSE_PROJECT_NAME:-} is empty unless
+    the shell sets it, never the literal text."""
+    from localcluster.compose import load
+
+    monkeypatch.delenv("COMPOSE_PROJECT_NAME", raising=False)
+    apps = load(ROOT / "docker-compose.yml").apps
+    assert {app.environment["COMPOSE_PROJECT_NAME"] for app in apps} == {""}
+    monkeypatch.setenv("COMPOSE_PROJECT_NAME", "demo")  # control: the variable is read
+    assert {
+        app.environment["COMPOSE_PROJECT_NAME"] for app in load(ROOT / "docker-compose.yml").apps
+    } == {"demo"}

@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import re
 import signal
+import socket
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pytest
 
 from kafka_app.client_health import ClientHealth
 from kafka_app.lifecycle import counted
-from kafka_app.settings import ConfigError, connection, load_properties
+from kafka_app.settings import ConfigError, connection, default_client_id, load_properties
 from support.processes import App, app_env, run_script
 
 # --------------------------------------------------------------------------------------------
@@ -238,3 +240,16 @@ def test_a_starting_clusters_producer_id_retry_is_explained_not_warned() -> None
     )
     assert quiet(other) and other.levelno == logging.WARNING
     assert not quiet(librdkafka_record("FAIL", "localhost:1/bootstrap: Connection refused"))
+
+
+def test_the_default_client_id_outside_compose_is_service_and_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replica numbers come from Compose's DNS (tests/compose_live checks them); elsewhere the
+    host names the client, also when a project is named but its replica names do not resolve."""
+    host = socket.gethostname()
+    monkeypatch.setenv("COMPOSE_PROJECT_NAME", f"no-such-project-{uuid.uuid4().hex[:8]}")
+    assert default_client_id("producer", tmp_path / "absent") == f"producer-{host}"
+    marker = tmp_path / ".dockerenv"
+    marker.touch()
+    assert default_client_id("producer", marker) == f"producer-{host}"
