@@ -110,6 +110,9 @@ class Apps:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            # A process group of its own, as a container is: a terminal's Ctrl-C reaches the
+            # demo alone, which then stops each app with one SIGTERM (a second would abort it).
+            process_group=0,
         )
         pump = threading.Thread(target=_pump, args=(prefix, process, self.lock), daemon=True)
         pump.start()
@@ -144,11 +147,14 @@ class Apps:
                 replica.restarts += 1
         return any(r.process.poll() is None or r.restart_at is not None for r in self.replicas)
 
-    def stop(self) -> list[str]:
-        """SIGTERM every replica, as `docker compose down` does; return what did not exit 0."""
+    def signal(self, signum: int) -> None:
         for replica in self.replicas:
             if replica.process.poll() is None:
-                replica.process.send_signal(signal.SIGTERM)
+                replica.process.send_signal(signum)
+
+    def stop(self) -> list[str]:
+        """SIGTERM every replica, as `docker compose down` does; return what did not exit 0."""
+        self.signal(signal.SIGTERM)
         failed = []
         for replica in self.replicas:
             try:
@@ -182,13 +188,19 @@ def address_lines(cluster: LocalCluster) -> list[str]:
 
 def run_demo(cluster: LocalCluster, keep_cluster: bool = False) -> int:
     stop = threading.Event()
+    apps = Apps(cluster)
+
+    def on_signal(signum: int, frame: object) -> None:
+        if stop.is_set():  # again while the apps stop: theirs ends them at once
+            apps.signal(signal.SIGTERM)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
 
     cluster.up()
     for line in address_lines(cluster):
         cluster.say(line)
-    apps = Apps(cluster)
     apps.start()
     if not apps.replicas:
         cluster.say("no app scripts yet: the cluster is up, Ctrl-C stops it")
@@ -198,7 +210,7 @@ def run_demo(cluster: LocalCluster, keep_cluster: bool = False) -> int:
             cluster.say("every app exited")
             break
 
-    cluster.say("stopping apps (SIGTERM)")
+    cluster.say("stopping apps (SIGTERM); Ctrl-C again stops them at once")
     failed = apps.stop()
     if failed:
         cluster.say("; ".join(failed))

@@ -122,6 +122,7 @@ def start_demo(document: dict, tmp_path: Path, **settings: str) -> subprocess.Po
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # a process group of its own, as in a terminal
     )
 
 
@@ -165,14 +166,17 @@ def test_demo_shows_the_seed_log_lines_and_restarts_an_app_that_exits(
         while missing() and demo.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
         assert not missing(), f"no line for {missing()}; the output ends with:\n{output.tail()}"
-        demo.send_signal(signal.SIGTERM)
+        os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C, as a terminal sends it: to the group
         code = demo.wait(timeout=90)
     finally:
         if demo.poll() is None:
             demo.kill()
             demo.wait()
+    # Each app got one signal, the demo's SIGTERM, and stopped in order (exit 0): had the
+    # terminal's SIGINT reached them too, that SIGTERM would have been a second, aborting one.
     assert code == 0, output.tail()
     assert output.has("", "stopping apps (SIGTERM)")
+    assert not output.has("", "exiting at once"), output.tail()
 
 
 def test_prefix_colours_cycle_compose_palette_per_service() -> None:
