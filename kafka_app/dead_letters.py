@@ -1,0 +1,160 @@
+"""Dead letters: a record that cannot be processed is written, byte for byte, to the dead-letter
+topic with headers that say why, and only once that write is acknowledged may the consumer
+commit past it. README.md, "Dead letters", lists the headers; `python dead_letters.py` reads
+and redrives them.
+
+The header names are Spring Kafka's (``kafka_dlt-*``), the ones most Kafka users have met, plus
+three of ours for the retries. Values are UTF-8 text, numbers in decimal, so that console
+tools print them as they are (Spring writes its numbers as big-endian binary).
+"""
+
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from kafka_app import settings
+
+EXCEPTION_CLASS = "kafka_dlt-exception-fqcn"
+EXCEPTION_MESSAGE = "kafka_dlt-exception-message"
+ORIGINAL_TOPIC = "kafka_dlt-original-topic"
+ORIGINAL_PARTITION = "kafka_dlt-original-partition"
+ORIGINAL_OFFSET = "kafka_dlt-original-offset"
+ORIGINAL_TIMESTAMP = "kafka_dlt-original-timestamp"  # milliseconds since the epoch
+ORIGINAL_GROUP = "kafka_dlt-original-consumer-group"
+ATTEMPTS = "kafka_dlt-attempts"  # processing attempts made; 1 for a poison record
+FIRST_FAILURE = "kafka_dlt-first-failure-timestamp"  # milliseconds since the epoch
+LAST_FAILURE = "kafka_dlt-last-failure-timestamp"
+# Set by a redrive on the record it republishes: the dead letter it came from, as
+# <topic>/<partition>/<offset>; the same value twice in the main topic is a republished twice.
+REDRIVEN_FROM = "kafka_dlt-redriven-from"
+
+# How long a dead letter may take to be acknowledged before the consumer gives up on it for
+# now (it rewinds and tries again later: nothing is committed past an unacknowledged one).
+ACK_TIMEOUT_SECONDS = 30.0
+
+
+@dataclasses.dataclass
+class Failure:
+    """How processing one record has failed so far."""
+
+    error: BaseException
+    attempts: int
+    first_at: float  # time.time()
+    last_at: float
+
+
+def headers(msg: Message, failure: Failure, group: str) -> list[tuple[str, bytes]]:
+    """The dead letter's headers: the record's own first, then ours (replacing any ``kafka_dlt-``
+    header a redriven record still carried)."""
+    error = failure.error
+    ours = {
+        EXCEPTION_CLASS: f"{type(error).__module__}.{type(error).__qualname__}",
+        EXCEPTION_MESSAGE: str(error),
+        ORIGINAL_TOPIC: msg.topic(),
+        ORIGINAL_PARTITION: str(msg.partition()),
+        ORIGINAL_OFFSET: str(msg.offset()),
+        ORIGINAL_TIMESTAMP: str(msg.timestamp()[1]),
+        ORIGINAL_GROUP: group,
+        ATTEMPTS: str(failure.attempts),
+        FIRST_FAILURE: str(round(failure.first_at * 1000)),
+        LAST_FAILURE: str(round(failure.last_at * 1000)),
+    }
+    kept = [(k, v) for k, v in msg.headers() or [] if k not in ours and k != REDRIVEN_FROM]
+    return kept + [(k, v.encode()) for k, v in ours.items()]
+
+
+def read(msg: Message) -> dict[str, str]:
+    """A dead letter's ``kafka_dlt-`` headers as text (the last of each name)."""
+    return {
+        k: (v or b"").decode(errors="replace")
+        for k, v in msg.headers() or []
+        if k.startswith("kafka_dlt-")
+    }
+
+
+class Failures:
+    """Failed processing attempts per record, until it is processed or dead-lettered."""
+
+    def __init__(self, max_attempts: int) -> None:
+        self.max_attempts = max_attempts
+        self._failures: dict[tuple[str, int, int], Failure] = {}
+
+    def add(self, msg: Message, error: BaseException) -> Failure:
+        """Count one more failed attempt at ``msg``; return its failures so far."""
+        now, key = time.time(), (msg.topic(), msg.partition(), msg.offset())
+        failure = self._failures.setdefault(key, Failure(error, 0, now, now))
+        failure.error, failure.attempts, failure.last_at = error, failure.attempts + 1, now
+        return failure
+
+    def exhausted(self, failure: Failure) -> bool:
+        return failure.attempts >= self.max_attempts
+
+    def forget(self, msg: Message) -> None:
+        if self._failures:  # empty unless something failed: the usual case costs this test
+            self._failures.pop((msg.topic(), msg.partition(), msg.offset()), None)
+
+
+def poison(error: BaseException) -> Failure:
+    """A record that can never be processed: one attempt, the decoding."""
+    now = time.time()
+    return Failure(error, 1, now, now)
+
+
+class DeadLetters:
+    """Writes dead letters with an idempotent producer (acks=all) and waits for each ack."""
+
+    def __init__(self, topic: str, group: str, producer_config: Mapping[str, Any]) -> None:
+        self.topic, self.group = topic, group
+        self._producer = Producer(dict(producer_config))
+
+    def send(self, msg: Message, failure: Failure) -> bool:
+        """Write ``msg`` as a dead letter; True once acknowledged. False, with one ERROR line
+        naming the topic and the error, if it was refused or not acknowledged in time."""
+        outcome: list[KafkaError | None] = []
+        where = f"{msg.topic()} [{msg.partition()}] @ {msg.offset()}"
+        try:
+            self._producer.produce(
+                self.topic,
+                value=msg.value(),
+                key=msg.key(),
+                headers=headers(msg, failure, self.group),
+                on_delivery=lambda err, _: outcome.append(err),
+            )
+            self._producer.flush(ACK_TIMEOUT_SECONDS)
+        except (BufferError, KafkaException) as exc:  # not queued: a full queue, or refused
+            outcome.append(KafkaError(KafkaError._FAIL, str(exc)))
+        if outcome and outcome[0] is None:
+            logging.warning(
+                "Dead-lettered %s to %s after %d attempt(s): %s: %s",
+                where,
+                self.topic,
+                failure.attempts,
+                type(failure.error).__name__,
+                failure.error,
+            )
+            return True
+        reason = outcome[0].str() if outcome else f"no acknowledgement in {ACK_TIMEOUT_SECONDS:g} s"
+        logging.error(
+            "Cannot write the dead letter of %s to %s: %s. Not committed past it; will retry",
+            where,
+            self.topic,
+            reason,
+        )
+        return False
+
+    def close(self) -> None:
+        self._producer.flush(ACK_TIMEOUT_SECONDS)
+
+
+def dead_letter_producer_config(
+    bootstrap: str, properties: Mapping[str, str] | None, extra: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The dead-letter writer's config: idempotent (acks=all), and quick to say that the topic
+    does not exist (librdkafka's default waits 30 s for a new topic to show up)."""
+    tunables = {"topic.metadata.propagation.max.ms": 5000, "linger.ms": 0, **extra}
+    guarantees = {"enable.idempotence": True}
+    return settings.client_config(bootstrap, properties, tunables, guarantees)
