@@ -7,11 +7,13 @@ first message) closes. The loop, consume_batches() below, step by step:
 2. The whole batch is processed (``BatchConsumer received: <content>`` per message).
 3. Only then ONE synchronous commit of "last processed offset + 1" per partition.
 4. If processing fails, nothing of the batch is committed AND each partition is rewound with
-   ``seek()`` to the batch's first offset in it, so exactly that batch comes again (not
-   committing alone would not redeliver it: the position has moved on already).
+   ``seek()`` to the batch's first offset in it (not committing alone would not redeliver it:
+   the position has moved on already). Its records then come again one at a time, so that
+   the one that fails is found: it is tried up to --max-attempts times, with growing pauses,
+   then written to the dead-letter topic; poison records (not a MessageModel, or a tombstone)
+   go there at once. A record is committed past only once its dead letter is acknowledged.
 
 A crash between steps 2 and 3 means the batch is processed twice, never that it is skipped.
-Poison records (not a MessageModel, or a tombstone) are logged, skipped and committed past.
 
 Example: ``python batch_message_consumer.py --idle-exit 10`` exits once the topic is drained.
 """
@@ -28,9 +30,10 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from kafka_app import at_least_once, lifecycle, settings
 from kafka_app.at_least_once import StopWhen, log_assigned
-from kafka_app.commits import Commits, format_offsets, next_offsets
+from kafka_app.commits import Commits, Offsets, format_offsets, next_offsets
+from kafka_app.dead_letters import DeadLetters, Failure, Failures, poison
 from kafka_app.settings import env_option, positive_float, positive_int
-from message_model import MessageModel
+from message_model import MessageDecodeError, MessageModel
 
 
 def process_batch(messages: list[MessageModel], delay: float = 0.0) -> None:
@@ -47,50 +50,78 @@ def consume_batches(
     topic: str,
     process: Callable[[list[MessageModel]], None],
     stop_when: StopWhen,
+    dead_letters: DeadLetters,
     batch_size: int = settings.DEFAULT_BATCH_SIZE,
     batch_window: float = settings.DEFAULT_BATCH_WINDOW_SECONDS,
+    max_attempts: int = settings.DEFAULT_MAX_ATTEMPTS,
     processed_log: lifecycle.RecordLog | None = None,
 ) -> int:
-    """Collect, decode or skip, process, commit, until ``stop_when``; return the exit status."""
+    """Collect, decode, process or dead-letter, commit, until ``stop_when``; return the exit
+    status."""
     processed_log = processed_log or lifecycle.RecordLog(None)
     commits = Commits(consumer)  # a failed commit is kept, retried and merged into the next
     backoff = at_least_once.Backoff()
+    failures = Failures(max_attempts)  # failed attempts per record
     collecting: list[Message] = []  # the batch being collected: a revocation drops records
+    one_by_one: Offsets = {}  # after a batch failed: a record at a time, up to these offsets
 
     def on_revoke(consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Inside consume(): records collected from these partitions are not committed, so
         # their next owner reads them; what a failed commit left gets a last try.
+        forget(one_by_one, partitions)
         commits.partitions_revoked(partitions, dropped=keep_others(collecting, partitions))
 
     def on_lost(consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Someone else's already: nothing of them can be committed any more.
+        forget(one_by_one, partitions)
         commits.partitions_lost(partitions, dropped=keep_others(collecting, partitions))
 
     consumer.subscribe([topic], on_assign=log_assigned, on_revoke=on_revoke, on_lost=on_lost)
     status = lifecycle.EXIT_OK
     try:
         while not stop_when.due():
-            batch = collect(consumer, collecting, batch_size, batch_window, stop_when)
+            limit = 1 if one_by_one else batch_size
+            batch = collect(consumer, collecting, limit, batch_window, stop_when)
             if not batch or stop_when.health.broken:  # a broken client could not commit it
                 commits.retry_if_due()
                 continue
-            records = [at_least_once.decode_or_skip(msg) for msg in batch]  # None: poison
+            records = [at_least_once.decode(msg) for msg in batch]
+            good = [record for record in records if not isinstance(record, MessageDecodeError)]
+            dead = [] if len(good) == len(batch) else poisoned(batch, records)
             try:
-                if good := [record for record in records if record is not None]:
+                if good:
                     process(good)
-            except Exception:
-                failed = "Processing a batch of %s failed; not committed, delivered again in %.1f s"
-                size = lifecycle.counted(len(batch), "message")
-                logging.exception(failed, size, backoff.seconds)
-                at_least_once.rewind(consumer, batch)
-                backoff.wait(stop_when.requested)
+            except Exception as exc:
+                if len(good) > 1:  # which record fails? Each of this batch again, alone
+                    size = lifecycle.counted(len(good), "message")
+                    logging.exception(f"Processing a batch of {size} failed; trying each alone")
+                    merge(one_by_one, next_offsets(batch))
+                    at_least_once.retry_later(consumer, batch, 0, stop_when)
+                    continue
+                msg = next(m for m, r in zip(batch, records, strict=True) if r is good[0])
+                failure = failures.add(msg, exc)
+                where = f"{msg.topic()} [{msg.partition()}] @ {msg.offset()}"
+                logging.exception(
+                    f"Processing {where} failed (attempt {failure.attempts} of {max_attempts})"
+                )
+                if not failures.exhausted(failure):
+                    at_least_once.retry_later(consumer, batch, backoff.pause(), stop_when)
+                    continue
+                dead.append((msg, failure))
+            if not all(dead_letters.send(msg, failure) for msg, failure in dead):
+                at_least_once.retry_later(consumer, batch, backoff.pause(), stop_when)
                 continue
             backoff.reset()
-            for msg, record in zip(batch, records, strict=True):
-                processed_log.write(msg.partition(), msg.offset(), record and record.message_id)
-            if committed := commits.commit(next_offsets(batch)):  # poison records included
+            failures.forget(batch)
+            if processed_log.enabled:
+                sent = {id(msg) for msg, _ in dead}  # written as "-": not processed
+                for msg, record in zip(batch, records, strict=True):
+                    message_id = None if id(msg) in sent else record.message_id
+                    processed_log.write(msg.partition(), msg.offset(), message_id)
+            if committed := commits.commit(next_offsets(batch)):  # dead letters included
                 size = lifecycle.counted(len(batch), "message")
                 logging.info(f"Committed batch of {size}: {format_offsets(committed)}")
+                forget_done(one_by_one, committed)
             stop_when.processed += len(batch)
     except KafkaException as exc:
         logging.error("Stopping after a fatal Kafka error: %s", exc)
@@ -126,6 +157,30 @@ def collect(
     return collected
 
 
+def poisoned(batch: list[Message], records: list) -> list[tuple[Message, Failure]]:
+    """The batch's poison records: dead letters at once, as they can never be processed."""
+    pairs = zip(batch, records, strict=True)
+    return [(msg, poison(record)) for msg, record in pairs if isinstance(record, Exception)]
+
+
+def merge(one_by_one: Offsets, offsets: Offsets) -> None:
+    for key, offset in offsets.items():
+        one_by_one[key] = max(offset, one_by_one.get(key, -1))
+
+
+def forget(one_by_one: Offsets, partitions: list[TopicPartition]) -> None:
+    for tp in partitions:
+        one_by_one.pop((tp.topic, tp.partition), None)
+
+
+def forget_done(one_by_one: Offsets, committed: Offsets) -> None:
+    """Back to whole batches in a partition once a record at a time has got past the batch
+    that failed."""
+    for key, offset in committed.items():
+        if offset >= one_by_one.get(key, offset + 1):
+            del one_by_one[key]
+
+
 def keep_others(batch: list[Message], partitions: list[TopicPartition]) -> int:
     """Drop the batch's records of ``partitions``, in place; return how many."""
     gone = {(tp.topic, tp.partition) for tp in partitions}
@@ -147,11 +202,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     how = f": batches of up to {args.batch_size} messages within {args.batch_window:g} s"
-    consumer, stop_when = at_least_once.open_consumer(args, how)
+    consumer, stop_when, dead_letters = at_least_once.open_consumer(args, how)
     process = functools.partial(process_batch, delay=args.process_delay)
     log = lifecycle.RecordLog(args.processed_log)
+    size, window, attempts = args.batch_size, args.batch_window, args.max_attempts
     return consume_batches(
-        consumer, args.topic, process, stop_when, args.batch_size, args.batch_window, log
+        consumer, args.topic, process, stop_when, dead_letters, size, window, attempts, log
     )
 
 

@@ -7,9 +7,10 @@ The loop, consume_messages() below, for each message:
 3. its offset + 1 is committed synchronously: "everything before this is done".
 
 If processing fails, nothing is committed and the partition is rewound with ``seek()`` to that
-message, which comes again after a short backoff. A crash between steps 2 and 3 means the
-message is processed twice, never that it is skipped. Poison records (not a MessageModel, or
-a tombstone) are logged, skipped and committed past.
+message, which comes again after a growing pause, up to --max-attempts times; then it is
+written to the dead-letter topic, as poison records (not a MessageModel, or a tombstone) are
+at once, and committed past only once that write is acknowledged. A crash between steps 2 and
+3 means the message is processed twice, never that it is skipped.
 
 A commit per message costs a round trip to the group coordinator, which bounds throughput to
 a few hundred messages per second: batch_message_consumer.py commits once per batch instead.
@@ -29,7 +30,8 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from kafka_app import at_least_once, lifecycle, settings
 from kafka_app.at_least_once import StopWhen, log_assigned
 from kafka_app.commits import Commits, next_offsets
-from message_model import MessageModel
+from kafka_app.dead_letters import DeadLetters, Failures, poison
+from message_model import MessageDecodeError, MessageModel
 
 
 def process_message(message: MessageModel, delay: float = 0.0) -> None:
@@ -45,12 +47,16 @@ def consume_messages(
     topic: str,
     process: Callable[[MessageModel], None],
     stop_when: StopWhen,
+    dead_letters: DeadLetters,
+    max_attempts: int = settings.DEFAULT_MAX_ATTEMPTS,
     processed_log: lifecycle.RecordLog | None = None,
 ) -> int:
-    """Poll, decode or skip, process, commit, until ``stop_when``; return the exit status."""
+    """Poll, decode, process or dead-letter, commit, until ``stop_when``; return the exit
+    status."""
     processed_log = processed_log or lifecycle.RecordLog(None)
     commits = Commits(consumer)  # a failed commit is kept, retried and merged into the next
     backoff = at_least_once.Backoff()
+    failures = Failures(max_attempts)  # failed attempts per record
 
     def on_revoke(consumer: Consumer, partitions: list[TopicPartition]) -> None:
         commits.partitions_revoked(partitions)  # inside poll(): a failed commit's last try
@@ -70,19 +76,27 @@ def consume_messages(
                 at_least_once.log_consumer_error(msg)
                 continue
             stop_when.saw_record()
-            record = at_least_once.decode_or_skip(msg)  # None: poison, committed past
-            if record is not None:
+            record = at_least_once.decode(msg)
+            failure = poison(record) if isinstance(record, MessageDecodeError) else None
+            if failure is None:
                 try:
                     process(record)
-                except Exception:
+                except Exception as exc:
+                    failure = failures.add(msg, exc)
                     where = f"{msg.topic()} [{msg.partition()}] @ {msg.offset()}"
-                    failed = "Processing %s failed; not committed, delivered again in %.1f s"
-                    logging.exception(failed, where, backoff.seconds)
-                    at_least_once.rewind(consumer, [msg])
-                    backoff.wait(stop_when.requested)
-                    continue
-                backoff.reset()
-            processed_log.write(msg.partition(), msg.offset(), record and record.message_id)
+                    logging.exception(
+                        f"Processing {where} failed (attempt {failure.attempts} of {max_attempts})"
+                    )
+                    if not failures.exhausted(failure):
+                        at_least_once.retry_later(consumer, [msg], backoff.pause(), stop_when)
+                        continue
+            if failure is not None and not dead_letters.send(msg, failure):
+                at_least_once.retry_later(consumer, [msg], backoff.pause(), stop_when)
+                continue
+            backoff.reset()
+            failures.forget([msg])
+            message_id = None if failure else record.message_id  # None: a dead letter
+            processed_log.write(msg.partition(), msg.offset(), message_id)
             if commits.commit(next_offsets([msg])):
                 logging.debug(
                     "Committed %s [%d] up to %d", msg.topic(), msg.partition(), msg.offset()
@@ -102,10 +116,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    consumer, stop_when = at_least_once.open_consumer(args, ", one message at a time")
+    consumer, stop_when, dead_letters = at_least_once.open_consumer(args, ", one at a time")
     process = functools.partial(process_message, delay=args.process_delay)
     log = lifecycle.RecordLog(args.processed_log)
-    return consume_messages(consumer, args.topic, process, stop_when, log)
+    attempts = args.max_attempts
+    return consume_messages(consumer, args.topic, process, stop_when, dead_letters, attempts, log)
 
 
 if __name__ == "__main__":

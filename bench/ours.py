@@ -12,7 +12,7 @@
   notes the time of the first partition assignment and of ``close()``; the hot methods
   (consume, poll, commit) are untouched. Timed from assignment to close (the last commit is
   done by then), like VerifiableConsumer's events from partitions_assigned to the last commit.
-- plain: the app's consumer config and record decoding (``at_least_once.decode_or_skip``) in a
+- plain: the app's consumer config and record decoding (``at_least_once.decode``) in a
   ``consume(num_messages=500)`` loop without commits, the ceiling of the consumers above.
 - latency: N ping-pong probes. Each is made and sent by producer.py's ``produce()`` with the
   demo's producer config (interval 1.5 s) and received by a running ``consume_messages`` loop
@@ -99,7 +99,7 @@ def run_consumer_script(module_name: str, args, *extra: str) -> dict:
 
 
 def run_plain(args) -> dict:
-    from kafka_app.at_least_once import decode_or_skip, log_consumer_error
+    from kafka_app.at_least_once import decode, log_consumer_error
     from kafka_app.client_health import ClientHealth
     from kafka_app.settings import consumer_config
 
@@ -116,7 +116,7 @@ def run_plain(args) -> dict:
                 if msg.error():
                     log_consumer_error(msg)
                     continue
-                decode_or_skip(msg)
+                decode(msg)
                 count += 1
         consumer.close()
     return rate(count, watch.seconds)
@@ -127,6 +127,7 @@ def run_latency(args) -> dict:
     import single_message_consumer
     from kafka_app.at_least_once import StopWhen
     from kafka_app.client_health import ClientHealth
+    from kafka_app.dead_letters import DeadLetters, dead_letter_producer_config
     from kafka_app.lifecycle import RecordLog
     from kafka_app.settings import DEFAULT_PRODUCER_INTERVAL_SECONDS, consumer_config
 
@@ -158,9 +159,12 @@ def run_latency(args) -> dict:
     consumer = AssignWatch(consumer_config(args.bootstrap, args.group, None, health.callbacks()))
     stop = threading.Event()
     loop = StopWhen(stop, health)  # loop.processed: processed and committed
+    dead_letters = DeadLetters(
+        f"{args.topic}.dlq", args.group, dead_letter_producer_config(args.bootstrap, None, {})
+    )
     thread = threading.Thread(
         target=single_message_consumer.consume_messages,
-        args=(consumer, args.topic, handle, loop),
+        args=(consumer, args.topic, handle, loop, dead_letters),
         name="single-consumer",
         daemon=True,
     )

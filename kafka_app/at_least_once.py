@@ -1,18 +1,20 @@
 """The steps of the consumers' at-least-once loops (which are in the two consumer scripts),
-named in Kafka's terms: open, decode or skip, rewind and back off, when to stop, close."""
+named in Kafka's terms: open, decode, rewind and back off, when to stop, close."""
 
 import argparse
 import dataclasses
 import logging
+import random
 import threading
 import time
 from collections.abc import Iterable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from kafka_app import lifecycle
+from kafka_app import lifecycle, settings
 from kafka_app.client_health import ClientHealth
 from kafka_app.commits import Commits, format_offsets, format_partitions
+from kafka_app.dead_letters import DeadLetters, dead_letter_producer_config
 from kafka_app.lifecycle import EXIT_CLIENT_STUCK, EXIT_FAILED, RecordLog, counted
 from kafka_app.settings import create_consumer
 from kafka_app.topic_check import require_topic
@@ -61,16 +63,27 @@ class StopWhen:
         self.last_record_at = time.monotonic()
 
 
-def open_consumer(args: argparse.Namespace, how: str) -> tuple[Consumer, StopWhen]:
-    """Logging, signals, and the consumer the flags describe, with when it should stop."""
+def open_consumer(args: argparse.Namespace, how: str) -> tuple[Consumer, StopWhen, DeadLetters]:
+    """Logging, signals, the consumer the flags describe, when it should stop, and where its
+    dead letters go."""
     lifecycle.setup_logging(args.log_level)
     health = ClientHealth()
     stop = lifecycle.stop_on_signals(lambda: "What was not committed will be delivered again.")
     stop_when = StopWhen(stop, health, args.max_messages, args.idle_exit)
     consumer, bootstrap = create_consumer(args, health.callbacks())
-    logging.info(f"Consuming {args.topic} at {bootstrap} as group {args.group_id}{how}")
+    dlq_topic = args.dlq_topic or f"{args.topic}.dlq"
+    with settings.exit_on_config_error():
+        _, properties = settings.connection(args.bootstrap_servers, args.client_properties)
+        extra = {**health.callbacks(), "client.id": f"{args.client_id}-dead-letters"}
+        config = dead_letter_producer_config(bootstrap, properties, extra)
+        dead_letters = DeadLetters(dlq_topic, args.group_id, config)
+    logging.info(
+        f"Consuming {args.topic} at {bootstrap} as group {args.group_id}{how}; dead letters"
+        f" after {counted(args.max_attempts, 'attempt')} go to {dlq_topic}"
+    )
     require_topic(consumer, args.topic)
-    return consumer, stop_when
+    require_topic(consumer, dlq_topic, needed_now=False)
+    return consumer, stop_when, dead_letters
 
 
 def log_assigned(consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -79,17 +92,15 @@ def log_assigned(consumer: Consumer, partitions: list[TopicPartition]) -> None:
     logging.log(level, "Partitions assigned: %s", format_partitions(partitions))
 
 
-def decode_or_skip(msg: Message) -> MessageModel | None:
-    """The record's MessageModel, or None for a poison record (a tombstone, or not a
-    MessageModel), with a warning: it will never become valid, so the loop commits past it."""
+def decode(msg: Message) -> MessageModel | MessageDecodeError:
+    """The record's MessageModel, or for a poison record (a tombstone, or bytes that are not a
+    MessageModel) the error: it will never become valid, so it goes to the dead letters."""
     try:
         if (value := msg.value()) is None:
             raise MessageDecodeError("tombstone (value is null)")
         return MessageModel.deserialize(value)
     except MessageDecodeError as exc:
-        where = f"{msg.topic()} [{msg.partition()}] @ {msg.offset()}"
-        logging.warning("Skipping poison record %s (key %r): %s", where, msg.key(), exc)
-        return None
+        return exc
 
 
 def log_consumer_error(msg: Message) -> None:
@@ -116,17 +127,27 @@ def rewind(consumer: Consumer, messages: Iterable[Message]) -> None:
 
 
 class Backoff:
-    """The pause before a failed record is tried again: doubles on each failure in a row."""
+    """The pause before a failed record is tried again: it doubles with each failure in a row,
+    up to ``most``, and each pause is drawn between half and all of that (jitter), so that
+    replicas that failed together do not all try again at the same moment."""
 
     def __init__(self, first: float = 0.5, most: float = 30.0) -> None:
         self.first, self.most, self.seconds = first, most, first
 
-    def wait(self, stop: threading.Event) -> None:
-        stop.wait(self.seconds)  # a shutdown request ends the pause
+    def pause(self) -> float:
+        """The next pause, in seconds; the one after it is longer."""
+        pause = self.seconds * random.uniform(0.5, 1.0)
         self.seconds = min(self.seconds * 2, self.most)
+        return pause
 
     def reset(self) -> None:
         self.seconds = self.first
+
+
+def retry_later(consumer: Consumer, messages: list[Message], pause: float, stop_when: StopWhen):
+    """Rewind to ``messages`` and wait ``pause`` seconds (a shutdown request ends the wait)."""
+    rewind(consumer, messages)
+    stop_when.requested.wait(pause)
 
 
 def close(

@@ -17,6 +17,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from kafka_app import settings
+from kafka_app.lifecycle import counted
 
 EXCEPTION_CLASS = "kafka_dlt-exception-fqcn"
 EXCEPTION_MESSAGE = "kafka_dlt-exception-message"
@@ -93,9 +94,11 @@ class Failures:
     def exhausted(self, failure: Failure) -> bool:
         return failure.attempts >= self.max_attempts
 
-    def forget(self, msg: Message) -> None:
+    def forget(self, messages: list[Message]) -> None:
+        """Processed or dead-lettered: these will not be tried again."""
         if self._failures:  # empty unless something failed: the usual case costs this test
-            self._failures.pop((msg.topic(), msg.partition(), msg.offset()), None)
+            for msg in messages:
+                self._failures.pop((msg.topic(), msg.partition(), msg.offset()), None)
 
 
 def poison(error: BaseException) -> Failure:
@@ -129,10 +132,10 @@ class DeadLetters:
             outcome.append(KafkaError(KafkaError._FAIL, str(exc)))
         if outcome and outcome[0] is None:
             logging.warning(
-                "Dead-lettered %s to %s after %d attempt(s): %s: %s",
+                "Dead-lettered %s to %s after %s: %s: %s",
                 where,
                 self.topic,
-                failure.attempts,
+                counted(failure.attempts, "attempt"),
                 type(failure.error).__name__,
                 failure.error,
             )

@@ -27,6 +27,7 @@ DEFAULT_BATCH_SIZE = 10
 # 11 to 23 s: a 30 s window shows full batches, and bounds how long a message waits.
 DEFAULT_BATCH_WINDOW_SECONDS = 30.0
 DEFAULT_LOG_LEVEL = "INFO"
+DEFAULT_MAX_ATTEMPTS = 5
 
 # Consumer settings at-least-once processing depends on: a properties file may not change them.
 CONSUMER_GUARANTEES = {
@@ -119,6 +120,10 @@ def consumer_parser(description: str | None, service: str, group_env: str, group
     """The common options, the group, and options both consumers have for tests and scripts."""
     parser = common_parser(description, service)
     env_option(parser, "--group-id", group_env, group, non_empty, "consumer group")
+    dlq = "where records that cannot be processed go; default: <topic>.dlq"
+    env_option(parser, "--dlq-topic", "KAFKA_DLQ_TOPIC", None, non_empty, dlq)
+    tries = "processing attempts before a record is dead-lettered"
+    env_option(parser, "--max-attempts", "MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, positive_int, tries)
     add = parser.add_argument
     add("--max-messages", type=positive_int, metavar="N", help="exit 0 after N are committed")
     add("--idle-exit", type=positive_float, metavar="SECONDS", help="exit 0 after SECONDS idle")

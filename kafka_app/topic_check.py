@@ -18,10 +18,11 @@ METADATA_TIMEOUT_SECONDS = 2.0
 UNKNOWN_FOR_SECONDS = 3.0
 
 
-def require_topic(client: Any, topic: str) -> None:
+def require_topic(client: Any, topic: str, needed_now: bool = True) -> None:
     """Return once a broker lists ``topic``, or if no broker answers in time (the client keeps
-    trying to connect); exit 2 with one line if the topic does not exist."""
-    give_up_at = time.monotonic() + UNKNOWN_FOR_SECONDS
+    trying to connect). If the topic does not exist: exit 2 with one line, or, if it is not
+    ``needed_now`` (the dead-letter topic), warn in one line at once and return."""
+    give_up_at = time.monotonic() + (UNKNOWN_FOR_SECONDS if needed_now else 0)
     while True:
         try:
             error = client.list_topics(topic, timeout=METADATA_TIMEOUT_SECONDS).topics[topic].error
@@ -32,6 +33,12 @@ def require_topic(client: Any, topic: str) -> None:
             return
         if error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
             logging.warning("Topic %s: %s", topic, error.str())  # e.g. not authorized: say so
+            return
+        if time.monotonic() >= give_up_at and not needed_now:
+            logging.warning(
+                f"Dead-letter topic {topic} does not exist: a record that cannot be processed"
+                " will wait, not committed, until it does (topic.txt shows how to create it)"
+            )
             return
         if time.monotonic() >= give_up_at:
             logging.error(

@@ -32,6 +32,7 @@ from kafka_app.settings import consumer_config
 from localcluster.admin import committed_offsets, end_offsets
 from message_model import MessageModel
 from single_message_consumer import consume_messages
+from support.dead_letters import dead_letters_for
 from support.processes import App, app_env, run_script
 from support.records import read_records
 from support.waits import wait_until
@@ -257,12 +258,13 @@ def test_failed_processing_is_redelivered(
 
     consumer = Consumer(consumer_config(bootstrap_servers, group))
     stop_when = StopWhen(safety_stop, ClientHealth(), idle_exit=5)
+    dead_letters = dead_letters_for(bootstrap_servers, fresh_topic, group)
     if loop == "batch":
         status = consume_batches(
-            consumer, fresh_topic, process_batch, stop_when, batch_size=10, batch_window=1
+            consumer, fresh_topic, process_batch, stop_when, dead_letters, 10, batch_window=1
         )
     else:
-        status = consume_messages(consumer, fresh_topic, process_message, stop_when)
+        status = consume_messages(consumer, fresh_topic, process_message, stop_when, dead_letters)
 
     assert status == 0
     assert not safety_stop.is_set(), "the consumer did not finish on its own"
@@ -375,13 +377,15 @@ def test_a_commit_inside_a_rebalance_callback_returns(
 
 @pytest.mark.cluster
 @pytest.mark.timeout(120)
-def test_poison_records_are_skipped_and_committed_past(
+def test_poison_records_are_dead_lettered_and_committed_past(
+    kafka_cluster,
     bootstrap_servers: str,
     fresh_topic: str,
     admin: AdminClient,
     tmp_path: Path,
     scripts: Callable[..., App],
 ) -> None:
+    dlq = kafka_cluster.create_topic(f"{fresh_topic}.dlq")  # the scripts' default: <topic>.dlq
     goods = [good(n) for n in range(6)]
     records: list[tuple[int, bytes | None]] = [
         (0, goods[0][1]),
@@ -420,12 +424,15 @@ def test_poison_records_are_skipped_and_committed_past(
         assert good_records <= processed, f"{name}: good records missing after poison ones"
         for partition, offset in bad:
             assert (partition, offset, "-") in processed
-            pattern = (
-                rf"^WARNING:root:Skipping poison record {fresh_topic} \[{partition}\] @ {offset} "
-            )
-            assert re.search(pattern, log, re.M), f"{name}: no warning for [{partition}] @ {offset}"
+            where = rf"{fresh_topic} \[{partition}\] @ {offset}"
+            pattern = rf"^WARNING:root:Dead-lettered {where} to {dlq} after 1 attempt: "
+            assert re.search(pattern, log, re.M), f"{name}: no dead letter of {where}"
         assert "Traceback" not in log
         assert_fully_committed(bootstrap_servers, admin, groups[name], fresh_topic)
+    # Each group wrote each poison record once, with its key (produce_records': k<index>).
+    letters = read_topic(bootstrap_servers, admin, dlq)
+    bad_keys = [f"k{i}" for i, (_, value) in enumerate(records) if value not in good_values]
+    assert sorted(letters.values()) == sorted(bad_keys * 2), letters
 
 
 # --------------------------------------------------------------------------------------------
@@ -548,7 +555,7 @@ def test_a_missing_topic_is_one_error_line_and_exit_2(
     # Control: the same script, run the same way, passes the check for a topic that exists.
     control = run_script(script, *RUN_BRIEFLY[script], env=app_env(bootstrap_servers, fresh_topic))
     assert control.returncode == 0, control.stderr
-    assert "does not exist" not in control.stderr
+    assert f"Topic {fresh_topic} does not exist" not in control.stderr
 
 
 @pytest.mark.cluster

@@ -153,6 +153,7 @@ def test_bad_records_are_logged_skipped_and_committed_past(
     kafka_cluster, fresh_topic: str, apps: Apps, tail: Tail, figures, tmp_path: Path
 ) -> None:
     topic = fresh_topic
+    kafka_cluster.create_topic(f"{topic}.dlq")  # where the consumers write the bad ones
     bootstrap = kafka_cluster.bootstrap
     placed = corpus()
     produce_raw(bootstrap, topic, [(p, c.key, c.value, c.headers) for p, c in placed])

@@ -27,6 +27,7 @@ from kafka_app.lifecycle import EXIT_CLIENT_STUCK
 from kafka_app.settings import consumer_config
 from localcluster.admin import committed_offsets
 from single_message_consumer import consume_messages, process_message
+from support.dead_letters import dead_letters_for
 
 
 class Exited(Exception):
@@ -156,7 +157,10 @@ def test_a_stranded_consumer_stops_with_status_3(kafka_cluster, fresh_topic: str
     health.stranded = True
     started = time.monotonic()
     stop_when = StopWhen(threading.Event(), health)
-    status = consume_messages(Consumer(config), fresh_topic, process_message, stop_when)
+    dead_letters = dead_letters_for(kafka_cluster.bootstrap, fresh_topic, "stranded-test")
+    status = consume_messages(
+        Consumer(config), fresh_topic, process_message, stop_when, dead_letters
+    )
     assert status == EXIT_CLIENT_STUCK
     assert time.monotonic() - started < 30
 
@@ -199,10 +203,13 @@ def test_messages_fetched_as_the_client_strands_are_left_for_redelivery(
     handled: list = []
     stop_when = StopWhen(threading.Event(), errors)
     started = time.monotonic()
+    dead_letters = dead_letters_for(kafka_cluster.bootstrap, fresh_topic, group)
     if kind == "batch":
-        status = consume_batches(consumer, fresh_topic, handled.extend, stop_when, batch_window=5)
+        status = consume_batches(
+            consumer, fresh_topic, handled.extend, stop_when, dead_letters, batch_window=5
+        )
     else:
-        status = consume_messages(consumer, fresh_topic, handled.append, stop_when)
+        status = consume_messages(consumer, fresh_topic, handled.append, stop_when, dead_letters)
     assert status == EXIT_CLIENT_STUCK
     assert time.monotonic() - started < 60
     assert errors.stranded, "the client never got a message"
