@@ -60,7 +60,7 @@ def consume_batches(
     status."""
     processed_log = processed_log or lifecycle.RecordLog(None)
     commits = Commits(consumer)  # a failed commit is kept, retried and merged into the next
-    backoff = at_least_once.Backoff()
+    backoff = at_least_once.Backoff()  # between tries to write a dead letter
     failures = Failures(max_attempts)  # failed attempts per record
     collecting: list[Message] = []  # the batch being collected: a revocation drops records
     one_by_one: Offsets = {}  # after a batch failed: a record at a time, up to these offsets
@@ -105,7 +105,8 @@ def consume_batches(
                     f"Processing {where} failed (attempt {failure.attempts} of {max_attempts})"
                 )
                 if not failures.exhausted(failure):
-                    at_least_once.retry_later(consumer, batch, backoff.pause(), stop_when)
+                    pause = at_least_once.retry_pause(failure.attempts)
+                    at_least_once.retry_later(consumer, batch, pause, stop_when)
                     continue
                 dead.append((msg, failure))
             if not all(dead_letters.send(msg, failure) for msg, failure in dead):

@@ -55,7 +55,7 @@ def consume_messages(
     status."""
     processed_log = processed_log or lifecycle.RecordLog(None)
     commits = Commits(consumer)  # a failed commit is kept, retried and merged into the next
-    backoff = at_least_once.Backoff()
+    backoff = at_least_once.Backoff()  # between tries to write a dead letter
     failures = Failures(max_attempts)  # failed attempts per record
 
     def on_revoke(consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -88,7 +88,8 @@ def consume_messages(
                         f"Processing {where} failed (attempt {failure.attempts} of {max_attempts})"
                     )
                     if not failures.exhausted(failure):
-                        at_least_once.retry_later(consumer, [msg], backoff.pause(), stop_when)
+                        pause = at_least_once.retry_pause(failure.attempts)
+                        at_least_once.retry_later(consumer, [msg], pause, stop_when)
                         continue
             if failure is not None and not dead_letters.send(msg, failure):
                 at_least_once.retry_later(consumer, [msg], backoff.pause(), stop_when)

@@ -126,22 +126,26 @@ def rewind(consumer: Consumer, messages: Iterable[Message]) -> None:
             logging.warning("Could not rewind %s [%d] to %d: %s", topic, partition, offset, exc)
 
 
-class Backoff:
-    """The pause before a failed record is tried again: it doubles with each failure in a row,
-    up to ``most``, and each pause is drawn between half and all of that (jitter), so that
-    replicas that failed together do not all try again at the same moment."""
+def retry_pause(failures: int, first: float = 0.5, most: float = 30.0) -> float:
+    """The pause after the n-th failure in a row: doubling from ``first`` up to ``most``, each
+    drawn between half and all of that (jitter), so that replicas that failed together do not
+    all try again at the same moment."""
+    return min(most, first * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
 
-    def __init__(self, first: float = 0.5, most: float = 30.0) -> None:
-        self.first, self.most, self.seconds = first, most, first
+
+class Backoff:
+    """The pauses between tries of something that keeps failing, such as a dead letter's
+    write: the retry_pause of the failures in a row."""
+
+    def __init__(self) -> None:
+        self.failures = 0
 
     def pause(self) -> float:
-        """The next pause, in seconds; the one after it is longer."""
-        pause = self.seconds * random.uniform(0.5, 1.0)
-        self.seconds = min(self.seconds * 2, self.most)
-        return pause
+        self.failures += 1
+        return retry_pause(self.failures)
 
     def reset(self) -> None:
-        self.seconds = self.first
+        self.failures = 0
 
 
 def retry_later(consumer: Consumer, messages: list[Message], pause: float, stop_when: StopWhen):

@@ -29,6 +29,7 @@ from single_message_consumer import consume_messages
 from support.dead_letters import dead_letters_for
 from support.figures import Figures
 from support.waits import wait_until
+from support.witness import witness_read
 
 MAX_ATTEMPTS = 3
 KINDS = {"good": 60, "poison": 3, "transient": 3, "permanent": 2}
@@ -110,17 +111,22 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 60) -
     return records
 
 
-def run_loop(loop: str, bootstrap: str, topic: str, dlq: str, group: str, stop_when: StopWhen):
-    processing = Processing()
+def run_loop(
+    loop: str,
+    bootstrap: str,
+    topic: str,
+    dlq: str,
+    group: str,
+    stop_when: StopWhen,
+    processing: Processing,
+) -> int:
     consumer = Consumer(consumer_config(bootstrap, group))
     writer = dead_letters_for(bootstrap, topic, group, dlq)
     if loop == "batch":
-        status = consume_batches(
+        return consume_batches(
             consumer, topic, processing.batch, stop_when, writer, 10, 1, MAX_ATTEMPTS
         )
-    else:
-        status = consume_messages(consumer, topic, processing.one, stop_when, writer, MAX_ATTEMPTS)
-    return status, processing
+    return consume_messages(consumer, topic, processing.one, stop_when, writer, MAX_ATTEMPTS)
 
 
 def held_up(produced: dict[tuple[int, int], Produced], processing: Processing) -> float:
@@ -140,29 +146,47 @@ def held_up(produced: dict[tuple[int, int], Produced], processing: Processing) -
 
 
 @pytest.mark.faults
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("fault", ["none", "broker-kill"])
 @pytest.mark.parametrize("loop", ["batch", "single"])
 def test_a_mixed_stream_ends_processed_or_dead_lettered_never_lost(
-    loop: str, kafka_cluster, fresh_topic: str, figures
+    loop: str, fault: str, kafka_cluster, fresh_topic: str, figures
 ) -> None:
+    """With fault="broker-kill", the leader of partition 0 is SIGKILLed once a third of the
+    records are processed, and started again 5 s later; an independent reader (Kafka's own
+    console consumer) then checks both topics."""
     bootstrap = kafka_cluster.bootstrap
     dlq = kafka_cluster.create_topic(f"{fresh_topic}.dlq")
     produced = produce_mixed_stream(bootstrap, fresh_topic)
     group = f"dlq-{loop}-{uuid.uuid4().hex[:8]}"
-    stop_when = StopWhen(threading.Event(), ClientHealth(), idle_exit=8)
-    safety = threading.Timer(200, stop_when.requested.set)  # a stuck loop fails, not hangs
-    safety.start()
-    try:
-        status, processing = run_loop(loop, bootstrap, fresh_topic, dlq, group, stop_when)
-    finally:
-        safety.cancel()
+    # A killed leader's partitions wait for the controller to notice (broker session, 9 s):
+    # longer than that with nothing new is the end of the stream.
+    idle_exit = 8 if fault == "none" else 30
+    stop_when = StopWhen(threading.Event(), ClientHealth(), idle_exit=idle_exit)
+    processing = Processing()
+    outcome: list[int] = []
+    args = (loop, bootstrap, fresh_topic, dlq, group, stop_when, processing)
+    running = threading.Thread(target=lambda: outcome.append(run_loop(*args)), daemon=True)
+    running.start()
+    killed = None
+    if fault == "broker-kill":
+        wait_until(lambda: len(processing.processed_at) >= KINDS["good"] // 3, 60, "a third")
+        killed = kafka_cluster.leader_of(fresh_topic, 0)
+        kafka_cluster.kill(killed)
+        time.sleep(5)
+        kafka_cluster.start_missing()
+    running.join(200)
+    if running.is_alive():  # a stuck loop fails the test, and is told to stop
+        stop_when.requested.set()
+        running.join(60)
+    status = outcome[0] if outcome else None
     letters = read_topic(bootstrap, dlq, KINDS["poison"] + KINDS["permanent"])
     processed = set(processing.processed_at)
     ends = end_offsets(kafka_cluster.admin, fresh_topic, [0, 1, 2], timeout=15)
     committed = committed_offsets(bootstrap, group, fresh_topic, timeout=15)
     figures.record(
         Figures(
-            f"dead-letters-{loop}",
+            f"dead-letters-{loop}" + ("" if killed is None else f"-broker-{killed}-killed"),
             sent=len(produced),
             acked=len(produced),
             processed=len(processed),
@@ -176,6 +200,11 @@ def test_a_mixed_stream_ends_processed_or_dead_lettered_never_lost(
         )
     )
     assert status == 0 and not stop_when.requested.is_set(), "the loop did not end by itself"
+    if killed is not None:  # the witness: both topics hold what the loop's readers saw
+        witnessed = {(p, o): (k, v) for p, o, k, v in witness_read(bootstrap, fresh_topic)}
+        assert witnessed == {pos: (r.key, r.value) for pos, r in produced.items()}
+        in_dlq = sorted((k, v or b"") for _, _, k, v in witness_read(bootstrap, dlq))
+        assert in_dlq == sorted((m.key(), m.value() or b"") for m in letters)
 
     # Exactly the poison and the permanently failing records, each once, byte for byte.
     dead = {p for p, r in produced.items() if r.kind in ("poison", "permanent")}
