@@ -6,6 +6,8 @@ import argparse
 import shlex
 import sys
 
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.table import Table
 
@@ -97,19 +99,18 @@ def cmd_status(cluster: LocalCluster, args: argparse.Namespace) -> int:
     topic = cluster.model.topic.name
     parts = admin.topic_partitions(client, topic)
     ends = admin.end_offsets(client, topic, [p.partition for p in parts])
-    table = Table(title=f"Topic {topic}")
-    for column in ("partition", "leader", "replicas", "isr", "end offset"):
-        table.add_column(column, justify="right")
-    for p in parts:
-        full = len(p.isr) == len(p.replicas)
-        table.add_row(
-            str(p.partition),
-            str(p.leader) if p.leader is not None else "[red]none",
-            ",".join(map(str, p.replicas)),
-            ",".join(map(str, p.isr)) if full else f"[red]{','.join(map(str, p.isr))}",
-            str(ends[p.partition]),
-        )
-    out.print(table)
+    out.print(partition_table(f"Topic {topic}", parts, ends))
+    status = 0
+    dead_letters = cluster.model.dead_letter_topic.name
+    try:
+        out.print(dead_letter_table(client, dead_letters))
+    except KafkaException as exc:
+        if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            why = "does not exist: `python -m localcluster up` creates it"
+        else:
+            why = f"cannot be described: {admin.wait_error(exc)}"
+        out.print(f"[red]dead-letter topic {dead_letters} {why}", soft_wrap=True)
+        status = 1
 
     groups = Table(title="Consumer groups")
     for column in ("group", "partition", "committed", "end offset", "lag"):
@@ -124,7 +125,48 @@ def cmd_status(cluster: LocalCluster, args: argparse.Namespace) -> int:
             groups.add_row(group, str(p.partition), str(offset if offset is not None else "-"),
                            str(ends[p.partition]), str(lag))  # fmt: skip
     out.print(groups)
-    return 0
+    return status
+
+
+def dead_letter_table(client: AdminClient, topic: str) -> Table:
+    """The dead-letter topic's partitions, with the records each holds and their total."""
+    parts = admin.topic_partitions(client, topic)
+    numbers = [p.partition for p in parts]
+    starts = admin.start_offsets(client, topic, numbers)
+    ends = admin.end_offsets(client, topic, numbers)
+    records = sum(ends[n] - starts[n] for n in numbers)
+    return partition_table(f"Dead-letter topic {topic}: {records} records", parts, ends, starts)
+
+
+def partition_table(
+    title: str,
+    parts: list[admin.PartitionState],
+    ends: dict[int, int],
+    starts: dict[int, int] | None = None,
+) -> Table:
+    """Leader, replicas, ISR and end offset per partition; given the start offsets too, the
+    records each partition holds (end minus start: records before the start have expired)."""
+    table = Table(title=title)
+    columns = ["partition", "leader", "replicas", "isr"]
+    columns += ["end offset"] if starts is None else ["start offset", "end offset", "records"]
+    for column in columns:
+        table.add_column(column, justify="right")
+    for p in parts:
+        full = len(p.isr) == len(p.replicas)
+        row = [
+            str(p.partition),
+            str(p.leader) if p.leader is not None else "[red]none",
+            ",".join(map(str, p.replicas)),
+            ",".join(map(str, p.isr)) if full else f"[red]{','.join(map(str, p.isr))}",
+        ]
+        end = ends[p.partition]
+        if starts is None:
+            row.append(str(end))
+        else:
+            start = starts[p.partition]
+            row += [str(start), str(end), str(end - start)]
+        table.add_row(*row)
+    return table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     down.add_argument(
         "--timeout", type=float, help="seconds before SIGKILL (LOCALCLUSTER_STOP_TIMEOUT)"
     )
-    status = sub.add_parser("status", help="brokers, quorum, partitions and group lag")
+    status = sub.add_parser(
+        "status", help="brokers, quorum, partitions, dead letters and group lag"
+    )
     status.add_argument("--group", action="append", help="consumer group to show (repeatable)")
     kill = sub.add_parser("kill", help="SIGKILL one node, as a crash would")
     kill.add_argument("node", type=int, help="node id (0, 1 or 2)")

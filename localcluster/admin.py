@@ -12,7 +12,7 @@ from confluent_kafka import (
     TopicCollection,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec, ResourceType
 
 from localcluster.compose import TopicSpec
 from localcluster.errors import ClusterError
@@ -54,21 +54,20 @@ def registered_brokers(admin: AdminClient, timeout: float = 5) -> list[int]:
     return sorted(node.id for node in cluster.nodes)
 
 
-def ensure_topic(admin: AdminClient, spec: TopicSpec, timeout: float = 10) -> bool:
-    """Creates the topic unless it exists (like ``kafka-topics --create --if-not-exists``).
-
-    Returns True if it was created now.
-    """
-    future = admin.create_topics(
-        [NewTopic(spec.name, spec.partitions, spec.replication_factor)], request_timeout=timeout
-    )[spec.name]
-    try:
-        future.result(timeout=timeout + 1)
-    except KafkaException as exc:
-        if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
-            return False
-        raise
-    return True
+def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 10) -> list[str]:
+    """Creates each topic, with its configs, unless it exists (like ``kafka-topics --create
+    --if-not-exists --config ...``). Returns the names of those created now."""
+    new = [NewTopic(s.name, s.partitions, s.replication_factor, config=s.config) for s in specs]
+    created = []
+    for name, future in admin.create_topics(new, request_timeout=timeout).items():
+        try:
+            future.result(timeout=timeout + 1)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+        else:
+            created.append(name)
+    return created
 
 
 def topic_partitions(admin: AdminClient, topic: str, timeout: float = 5) -> list[PartitionState]:
@@ -89,9 +88,25 @@ def topic_partitions(admin: AdminClient, topic: str, timeout: float = 5) -> list
 
 
 def end_offsets(admin: AdminClient, topic: str, partitions: list[int], timeout: float = 5):
-    request = {TopicPartition(topic, p): OffsetSpec.latest() for p in partitions}
+    return _offsets(admin, topic, partitions, OffsetSpec.latest(), timeout)
+
+
+def start_offsets(admin: AdminClient, topic: str, partitions: list[int], timeout: float = 5):
+    """The first offset still kept per partition: records before it have expired."""
+    return _offsets(admin, topic, partitions, OffsetSpec.earliest(), timeout)
+
+
+def _offsets(admin: AdminClient, topic: str, partitions: list[int], at: OffsetSpec, timeout):
+    request = {TopicPartition(topic, p): at for p in partitions}
     futures = admin.list_offsets(request, request_timeout=timeout)
     return {tp.partition: f.result(timeout=timeout + 1).offset for tp, f in futures.items()}
+
+
+def topic_config(admin: AdminClient, topic: str, timeout: float = 5) -> dict[str, str]:
+    """The topic's effective configs, defaults included, as the brokers describe them."""
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    future = admin.describe_configs([resource], request_timeout=timeout)[resource]
+    return {name: entry.value for name, entry in future.result(timeout=timeout + 1).items()}
 
 
 def committed_offsets(bootstrap: str, group: str, topic: str, partitions=range(3), timeout=5):
@@ -119,13 +134,28 @@ def committed_offsets(bootstrap: str, group: str, topic: str, partitions=range(3
     return {tp.partition: tp.offset for tp in answer if tp.offset >= 0}
 
 
+# kafka-init leaves an existing topic as it is, and so does `up`: it stops and says this.
+START_OVER = "run `python -m localcluster down --wipe` to start over"
+
+
 def require_shape(parts: list[PartitionState], spec: TopicSpec) -> None:
     rf = sorted({len(p.replicas) for p in parts})
     if len(parts) != spec.partitions or rf != [spec.replication_factor]:
         raise ClusterError(
             f"topic {spec.name} exists with {len(parts)} partitions and RF {rf}, but"
             f" docker-compose.yml asks for {spec.partitions} and RF {spec.replication_factor}:"
-            " run `python -m localcluster down --wipe` to start over"
+            f" {START_OVER}"
+        )
+
+
+def require_config(config: dict[str, str], spec: TopicSpec) -> None:
+    wrong = [name for name, value in spec.config.items() if config.get(name) != value]
+    if wrong:
+        has = ", ".join(f"{name}={config.get(name)}" for name in wrong)
+        wants = ", ".join(f"{name}={spec.config[name]}" for name in wrong)
+        raise ClusterError(
+            f"topic {spec.name} exists with {has}, but docker-compose.yml asks for {wants}:"
+            f" {START_OVER}"
         )
 
 

@@ -127,7 +127,7 @@ class LocalCluster:
         return [node for node in self.nodes if node.pid() is not None]
 
     def up(self, timeout: float | None = None) -> float:
-        """Starts every node that is down, waits for the cluster and the topic; returns seconds."""
+        """Starts every node that is down, waits for the cluster and the topics; returns seconds."""
         timeout = timeout or _env_seconds("LOCALCLUSTER_START_TIMEOUT", 120)
         self._started = time.monotonic()
         ports = self.ports()
@@ -152,10 +152,11 @@ class LocalCluster:
         deadline = time.monotonic() + timeout
         self._wait_started(stopped, offsets, deadline)
         self._wait_registered(deadline, offsets)
-        self._init_topic(deadline)
+        self._init_topics(deadline)
         self._wait_group_coordinator(deadline)
         elapsed = time.monotonic() - self._started
-        self._progress(f"cluster up, {self.model.topic.name} ready, bootstrap {self.bootstrap}")
+        names = " and ".join(spec.name for spec in self.model.topics)
+        self._progress(f"cluster up, {names} ready, bootstrap {self.bootstrap}")
         return elapsed
 
     def down(self, wipe: bool = False, timeout: float | None = None) -> None:
@@ -299,34 +300,42 @@ class LocalCluster:
         )
         self._progress(f"brokers {expected} registered")
 
-    def _init_topic(self, deadline: float) -> None:
-        """What the compose kafka-init service does, then wait for leaders and a full ISR."""
-        spec = self.model.topic
+    def _init_topics(self, deadline: float) -> None:
+        """What the compose kafka-init service does (the topic and its dead-letter topic), then
+        wait for leaders and a full ISR."""
+        specs = self.model.topics
         client = admin.admin_client(self.bootstrap)
-        created = False
+        created: set[str] = set()
 
         def not_ready() -> str | None:
-            nonlocal created
             try:
-                created = admin.ensure_topic(client, spec) or created
-                parts = admin.topic_partitions(client, spec.name)
-                admin.require_shape(parts, spec)  # a ClusterError: wrong shape, no use waiting
+                created.update(admin.ensure_topics(client, specs))
+                lagging = {}
+                for spec in specs:
+                    parts = admin.topic_partitions(client, spec.name)
+                    # A ClusterError: wrong shape or config, no use waiting.
+                    admin.require_shape(parts, spec)
+                    admin.require_config(admin.topic_config(client, spec.name), spec)
+                    lagging[spec.name] = [p.partition for p in parts if not p.healthy]
             except ClusterError:
                 raise
             except Exception as exc:
                 return admin.wait_error(exc)
-            lagging = [p.partition for p in parts if not p.healthy]
+            lagging = {name: partitions for name, partitions in lagging.items() if partitions}
             return f"partitions without a leader or full ISR: {lagging}" if lagging else None
 
+        names = " and ".join(spec.name for spec in specs)
         self._wait(
             not_ready,
             deadline,
-            lambda reason: f"waiting for topic {spec.name}: {reason}",
-            lambda reason: self._timeout(f"topic {spec.name} ({reason})", self.nodes),
+            lambda reason: f"waiting for topics {names}: {reason}",
+            lambda reason: self._timeout(f"topics {names} ({reason})", self.nodes),
         )
-        verb = "created" if created else "exists"
-        shape = f"{spec.partitions} partitions, RF {spec.replication_factor}"
-        self._progress(f"topic {spec.name} {verb}: {shape}, full ISR")
+        for spec in specs:
+            verb = "created" if spec.name in created else "exists"
+            shape = f"{spec.partitions} partitions, RF {spec.replication_factor}"
+            configs = "".join(f", {name}={value}" for name, value in spec.config.items())
+            self._progress(f"topic {spec.name} {verb}: {shape}{configs}, full ISR")
 
     def _wait_group_coordinator(self, deadline: float) -> None:
         """Consumer groups work: the first request creates __consumer_offsets (50 partitions)."""

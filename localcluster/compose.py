@@ -1,9 +1,9 @@
 """Reads docker-compose.yml into what the local cluster needs.
 
 docker-compose.yml is the single source of truth: the Kafka version comes from the apache/kafka
-image tag, each broker's server properties from its KAFKA_* environment, the topic shape from the
-kafka-init service, and the apps to run in `demo` from the services that are built from the
-Dockerfile.
+image tag, each broker's server properties from its KAFKA_* environment, the shape and config of
+the topic and of its dead-letter topic from the kafka-init service, and the apps to run in
+`demo` from the services that are built from the Dockerfile.
 
 The KAFKA_* -> server.properties translation is not done here: nodes.py runs the official image's
 own code for it, Kafka's KafkaDockerWrapper. This module keeps each broker's environment as it is
@@ -57,6 +57,7 @@ class TopicSpec:
     name: str
     partitions: int
     replication_factor: int
+    config: dict[str, str] = field(default_factory=dict)  # topic configs given at creation
 
 
 @dataclass
@@ -85,7 +86,13 @@ class ComposeModel:
     cluster_id: str
     brokers: list[BrokerService]
     topic: TopicSpec
+    dead_letter_topic: TopicSpec
     apps: list[AppService]
+
+    @property
+    def topics(self) -> list[TopicSpec]:
+        """Every topic kafka-init creates."""
+        return [self.topic, self.dead_letter_topic]
 
     def broker_hostnames(self) -> dict[str, BrokerService]:
         return {b.hostname: b for b in self.brokers}
@@ -160,22 +167,32 @@ def load(path: Path) -> ComposeModel:
         kafka_version=versions.pop(),
         cluster_id=cluster_ids.pop(),
         brokers=brokers,
-        topic=_topic(services, path),
+        topic=_topic(services, path, "TOPIC_"),
+        dead_letter_topic=_topic(services, path, "DLQ_TOPIC_"),
         apps=_apps(services),
     )
 
 
-def _topic(services: dict[str, dict], path: Path) -> TopicSpec:
+def _topic(services: dict[str, dict], path: Path, prefix: str) -> TopicSpec:
+    """The topic kafka-init creates from its <prefix>NAME, PARTITIONS, REPLICATION_FACTOR and
+    optional CONFIG, one ``name=value`` as kafka-topics.sh --config takes it."""
     env = _environment(services.get("kafka-init") or {})
     try:
-        return TopicSpec(
-            name=env["TOPIC_NAME"],
-            partitions=int(env["TOPIC_PARTITIONS"]),
-            replication_factor=int(env["TOPIC_REPLICATION_FACTOR"]),
+        spec = TopicSpec(
+            name=env[f"{prefix}NAME"],
+            partitions=int(env[f"{prefix}PARTITIONS"]),
+            replication_factor=int(env[f"{prefix}REPLICATION_FACTOR"]),
         )
     except (KeyError, ValueError) as exc:
-        needs = "TOPIC_NAME, TOPIC_PARTITIONS and TOPIC_REPLICATION_FACTOR"
+        needs = f"{prefix}NAME, {prefix}PARTITIONS and {prefix}REPLICATION_FACTOR"
         raise ClusterError(f"kafka-init in {path} must set {needs}: {exc}") from None
+    config = env.get(f"{prefix}CONFIG", "")
+    if config:
+        name, equals, value = config.partition("=")
+        if not (name and equals and value):
+            raise ClusterError(f"kafka-init in {path}: {prefix}CONFIG={config!r} is not name=value")
+        spec.config[name] = value
+    return spec
 
 
 def _apps(services: dict[str, dict]) -> list[AppService]:

@@ -32,6 +32,8 @@ BROKERS = ["kafka-0", "kafka-1", "kafka-2"]
 APP_SERVICES = ["producer", "batch-consumer", "single-consumer"]
 INTERNAL_BOOTSTRAP = {"kafka-0:9092", "kafka-1:9092", "kafka-2:9092"}
 TOPIC = "final-1-topic"
+DEAD_LETTER_TOPIC = "final-1-topic.dlq"
+THIRTY_DAYS_MS = 30 * 24 * 60 * 60 * 1000
 
 
 def compose(compose_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -280,8 +282,7 @@ def test_kafka_init_creates_topic_3_partitions_rf_2(services: dict[str, Any]) ->
     assert e.get("TOPIC_REPLICATION_FACTOR") == "2", (
         f"TOPIC_REPLICATION_FACTOR={e.get('TOPIC_REPLICATION_FACTOR')!r}"
     )
-    # The normalized model keeps compose's `$$` escape (a literal `$` for the container's shell).
-    script = " ".join(init.get("command") or []).replace("$$", "$")
+    script = kafka_init_script(services)
     for fragment in (
         "kafka-topics.sh",
         "--create",
@@ -291,6 +292,64 @@ def test_kafka_init_creates_topic_3_partitions_rf_2(services: dict[str, Any]) ->
         '--replication-factor "$TOPIC_REPLICATION_FACTOR"',
     ):
         assert fragment in script, f"kafka-init command lacks {fragment!r}: {script}"
+
+
+def kafka_init_script(services: dict[str, Any]) -> str:
+    """kafka-init's shell script. The normalized model keeps compose's `$$` escape (a literal
+    `$` for the container's shell): read as the container's shell reads it."""
+    return " ".join(services["kafka-init"].get("command") or []).replace("$$", "$")
+
+
+def test_kafka_init_creates_the_dead_letter_topic_shaped_as_the_topic_kept_30_days(
+    services: dict[str, Any],
+) -> None:
+    e = env(services["kafka-init"])
+    assert e.get("DLQ_TOPIC_NAME") == DEAD_LETTER_TOPIC, (
+        f"DLQ_TOPIC_NAME={e.get('DLQ_TOPIC_NAME')!r}"
+    )
+    shape = [e.get("DLQ_TOPIC_PARTITIONS"), e.get("DLQ_TOPIC_REPLICATION_FACTOR")]
+    main = [e.get("TOPIC_PARTITIONS"), e.get("TOPIC_REPLICATION_FACTOR")]
+    assert shape == main == ["3", "2"], (
+        f"dead-letter topic: partitions and RF {shape}, the topic's {main}: both must be 3 and 2"
+    )
+    config = e.get("DLQ_TOPIC_CONFIG")
+    assert config == f"retention.ms={THIRTY_DAYS_MS}", f"DLQ_TOPIC_CONFIG={config!r}"
+    script = kafka_init_script(services)
+    create = script.split('--topic "$DLQ_TOPIC_NAME"')[0].rsplit("&&", 1)[-1]
+    assert "kafka-topics.sh" in create and "--create --if-not-exists" in create, script
+    for fragment in (
+        '--topic "$DLQ_TOPIC_NAME" --partitions "$DLQ_TOPIC_PARTITIONS"',
+        '--replication-factor "$DLQ_TOPIC_REPLICATION_FACTOR" --config "$DLQ_TOPIC_CONFIG"',
+        '--describe --topic "$TOPIC_NAME,$DLQ_TOPIC_NAME"',
+    ):
+        assert fragment in script, f"kafka-init command lacks {fragment!r}: {script}"
+    assert script.count(" && ") == 2, f"kafka-init must stop at the first failure: {script}"
+
+
+def test_the_local_cluster_reads_both_topics_from_kafka_init() -> None:
+    """What `python -m localcluster up` creates: the same names, shapes and configs."""
+    from localcluster.compose import TopicSpec, load
+
+    assert load(COMPOSE_FILE).topics == [
+        TopicSpec(TOPIC, 3, 2),
+        TopicSpec(DEAD_LETTER_TOPIC, 3, 2, {"retention.ms": str(THIRTY_DAYS_MS)}),
+    ]
+
+
+def test_the_local_cluster_refuses_a_config_that_is_not_name_value(tmp_path: Path) -> None:
+    from localcluster.compose import load
+    from localcluster.errors import ClusterError
+
+    text = COMPOSE_FILE.read_text()
+    anchor = f"DLQ_TOPIC_CONFIG: retention.ms={THIRTY_DAYS_MS}"
+    assert anchor in text, "mutation anchor not found in docker-compose.yml"
+    copy = tmp_path / "docker-compose.yml"
+    copy.write_text(text.replace(anchor, f"DLQ_TOPIC_CONFIG: {THIRTY_DAYS_MS}"))
+    with pytest.raises(ClusterError) as refused:
+        load(copy)
+    assert str(refused.value) == (
+        f"kafka-init in {copy}: DLQ_TOPIC_CONFIG='{THIRTY_DAYS_MS}' is not name=value"
+    )
 
 
 def test_kafka_init_runs_once(services: dict[str, Any]) -> None:
@@ -363,6 +422,10 @@ def test_app_bootstraps_via_internal_listeners(services: dict[str, Any], name: s
         f"expected the internal listeners {INTERNAL_BOOTSTRAP}"
     )
     assert e.get("KAFKA_TOPIC") == TOPIC, f"{name}: KAFKA_TOPIC={e.get('KAFKA_TOPIC')!r}"
+    dlq = e.get("KAFKA_DLQ_TOPIC")
+    assert dlq == DEAD_LETTER_TOPIC == env(services["kafka-init"]).get("DLQ_TOPIC_NAME"), (
+        f"{name}: KAFKA_DLQ_TOPIC={dlq!r}, not the dead-letter topic kafka-init creates"
+    )
 
 
 @pytest.mark.parametrize(

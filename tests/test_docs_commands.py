@@ -21,8 +21,10 @@ requires. The reset only moves batch-group's committed offsets to the start of f
 the session's cluster; what reads batch-group afterwards (the docs' next command, a later test)
 reads those messages again, as an at-least-once consumer may. Before each command that runs a
 consumer the test produces 10 messages, as the demo's producers would have, so the consumer
-has something to receive wherever its group stands. On a cluster left running by a developer
-(`make up`), nothing else may be consuming batch-group meanwhile: the reset would fail.
+has something to receive wherever its group stands. The dead-letter topic gets one dead letter
+first, written by kafka_app.dead_letters as the consumers write theirs, so that reading it shows
+one. On a cluster left running by a developer (`make up`), nothing else may be consuming
+batch-group meanwhile: the reset would fail.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from kafka_app import dead_letters
 from support.processes import ROOT, app_env, run_script
 from support.waits import wait_until
 
@@ -80,13 +84,21 @@ FIRST_LINE = {
 }
 BOUNDS = {"--count", "--max-messages", "--idle-exit", "--help", "-h"}
 
+TOPIC, DEAD_LETTER_TOPIC = "final-1-topic", "final-1-topic.dlq"
+
 # What other commands must print, so that an exit status of 0 is not the only evidence:
 # (regular expression on the command, on its output, what the output shows).
 SHOWS: tuple[tuple[str, str, str], ...] = (
     (
-        r"\bConsoleConsumer\b",
+        r"\bConsoleConsumer\b.* --topic final-1-topic( |$)",
         r"(?m)^Partition:\d+\tOffset:\d+\t\S+\t\S",
         "the partition, offset, key and value of a message",
+    ),
+    (  # headers hold spaces (the exception's message): a tab ends them
+        r"\bConsoleConsumer\b.* --topic final-1-topic\.dlq\b.*\bprint\.headers=true\b",
+        r"(?m)^Partition:\d+\tOffset:\d+\t(?=[^\t]*\bkafka_dlt-original-topic:final-1-topic,)"
+        r"(?=[^\t]*\bkafka_dlt-exception-message:)[^\t]+\t\S+\t\S",
+        "the partition, offset, headers, key and value of a dead letter",
     ),
     (
         r"--reset-offsets\b.*--execute\b",
@@ -99,6 +111,11 @@ SHOWS: tuple[tuple[str, str, str], ...] = (
         "a committed offset, end offset and lag per partition",
     ),
     (r"\bTopicCommand\b.*--describe\b", r"PartitionCount: 3\s", "the topic's 3 partitions"),
+    (
+        r"\bTopicCommand\b.*--describe --topic final-1-topic\.dlq\b",
+        r"(?m)^Topic: final-1-topic\.dlq\t.*\bretention\.ms=2592000000\b",
+        "the dead-letter topic's 30-day retention",
+    ),
     (r"\bpython -m localcluster status\b", r"Consumer groups", "the status down to the groups"),
 )
 
@@ -357,7 +374,30 @@ def runner(kafka_cluster, tmp_path_factory) -> Runner:
     for consumer in CONSUMERS:
         result = run_script(consumer, "--idle-exit", 3, env=env, timeout=90)
         assert result.returncode == 0, f"{consumer} failed:\n{result.stderr}"
+    write_dead_letter(kafka_cluster.bootstrap)
     return Runner(kafka_cluster.bootstrap, tmp_path_factory.mktemp("docs"), produce)
+
+
+def write_dead_letter(bootstrap: str) -> None:
+    """A record of final-1-topic, read back, written to the dead-letter topic as failed, by the
+    writer the consumers use (headers and all)."""
+    reader = Consumer(  # assigned, not subscribed: it joins no group and commits nothing
+        {"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False}
+    )
+    reader.assign([TopicPartition(TOPIC, p, OFFSET_BEGINNING) for p in range(3)])
+    record, deadline = None, time.monotonic() + 30
+    try:
+        while record is None and time.monotonic() < deadline:
+            msg = reader.poll(0.5)
+            record = msg if msg is not None and msg.error() is None else None
+    finally:
+        reader.close()
+    assert record is not None, f"no record of {TOPIC} to dead-letter"
+    config = dead_letters.dead_letter_producer_config(bootstrap, None, {})
+    writer = dead_letters.DeadLetters(DEAD_LETTER_TOPIC, "test-docs", config)
+    failure = dead_letters.poison(ValueError("an example failure, for the docs"))
+    assert writer.send(record, failure), f"the dead letter was not written to {DEAD_LETTER_TOPIC}"
+    writer.close()
 
 
 def test_extractor_finds_the_commands_known_to_be_there() -> None:
@@ -372,6 +412,14 @@ def test_extractor_finds_the_commands_known_to_be_there() -> None:
     consoles = [c for c in commands if "ConsoleConsumer" in c]
     assert consoles, "topic.txt's console consumer command was not found"
     assert all(c.startswith("java -cp ") and "print.offset=true" in c for c in consoles)
+    # Each console consumer is held to one SHOWS pattern: the main topic's, or the dead letters'.
+    shown = [[shows for _, shows in expected_output(c)] for c in consoles]
+    assert sorted(map(len, shown)) == [1, 1], shown
+    assert any("headers" in shows[0] for shows in shown), shown
+    dead_letter_line = next(output for _, output, shows in SHOWS if "dead letter" in shows)
+    without_headers = 'Partition:0\tOffset:7\tkey-1\t{"message_id":"key-1"}'
+    assert re.search(SHOWS[0][1], without_headers)  # control: a main topic's line passes its own
+    assert not re.search(dead_letter_line, without_headers)
     assert all(not c.startswith("#") for c in commands)
     assert any(where.endswith("--help") for wheres in commands.values() for where in wheres)
 

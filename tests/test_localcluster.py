@@ -34,6 +34,8 @@ from localcluster.portcheck import explain
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parent.parent
 TOPIC = "final-1-topic"
+DEAD_LETTER_TOPIC = "final-1-topic.dlq"
+THIRTY_DAYS_MS = str(30 * 24 * 60 * 60 * 1000)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120, unset=()):
@@ -98,6 +100,32 @@ def test_three_brokers_and_topic_shaped_as_compose_says(kafka_cluster):
     assert sorted(b for p in parts for b in p.replicas) == [0, 0, 1, 1, 2, 2]
 
 
+def test_dead_letter_topic_shaped_as_the_topic_and_kept_30_days(kafka_cluster):
+    parts = kafka_cluster.wait_full_isr(DEAD_LETTER_TOPIC, timeout=30)
+    assert [(p.partition, len(p.replicas)) for p in parts] == [(0, 2), (1, 2), (2, 2)], parts
+    assert sorted(b for p in parts for b in p.replicas) == [0, 0, 1, 1, 2, 2]
+    retention = admin.topic_config(kafka_cluster.admin, DEAD_LETTER_TOPIC)["retention.ms"]
+    assert retention == THIRTY_DAYS_MS
+    # Control: the main topic has the broker's default, so the value above is the topic's own.
+    assert admin.topic_config(kafka_cluster.admin, TOPIC)["retention.ms"] == "604800000"
+
+
+def test_a_topic_with_another_config_than_compose_asks_is_refused_in_one_line(
+    kafka_cluster, fresh_topic
+):
+    """What `up` says of a dead-letter topic made with another retention: kafka-init and `up`
+    leave an existing topic as it is."""
+    spec = compose.TopicSpec(fresh_topic, 3, 2, {"retention.ms": THIRTY_DAYS_MS})
+    with pytest.raises(ClusterError) as refused:
+        admin.require_config(admin.topic_config(kafka_cluster.admin, fresh_topic), spec)
+    assert str(refused.value) == (
+        f"topic {fresh_topic} exists with retention.ms=604800000, but docker-compose.yml asks"
+        f" for retention.ms={THIRTY_DAYS_MS}: run `python -m localcluster down --wipe` to start"
+        " over"
+    )
+    admin.require_config(admin.topic_config(kafka_cluster.admin, DEAD_LETTER_TOPIC), spec)
+
+
 def test_automatic_topic_creation_is_off(kafka_cluster):
     topic = f"never-created-{uuid.uuid4().hex[:8]}"
     producer = Producer(
@@ -143,6 +171,42 @@ def test_status_shows_brokers_quorum_leader_and_full_isr(kafka_cluster):
     for line in (line for line in out.splitlines() if line.startswith("│")):
         assert "[red]" not in line
     assert "batch-group" in out and "single-group" in out
+
+
+def test_status_counts_the_dead_letters_per_partition_and_in_all(kafka_cluster):
+    client = kafka_cluster.admin
+    before = admin.end_offsets(client, DEAD_LETTER_TOPIC, [0, 1, 2])
+    values = [f"dead-{i}-{uuid.uuid4()}".encode() for i in range(3)]
+    assert produce(kafka_cluster.bootstrap, DEAD_LETTER_TOPIC, values) == [None] * 3
+    starts = admin.start_offsets(client, DEAD_LETTER_TOPIC, [0, 1, 2])
+    ends = admin.end_offsets(client, DEAD_LETTER_TOPIC, [0, 1, 2])
+    assert sum(ends.values()) == sum(before.values()) + 3  # control: the count moved
+    result = run_cli("status")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    total = sum(ends[p] - starts[p] for p in ends)
+    assert f"Dead-letter topic {DEAD_LETTER_TOPIC}: {total} records" in out, out
+    table = out.split(f"Dead-letter topic {DEAD_LETTER_TOPIC}")[1].split("Consumer groups")[0]
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in table.splitlines()]
+    counts = {int(row[0]): row[4:] for row in rows if row and row[0].isdigit()}
+    assert counts == {
+        p: [str(starts[p]), str(ends[p]), str(ends[p] - starts[p])] for p in (0, 1, 2)
+    }, table
+
+
+def test_status_names_a_missing_dead_letter_topic_in_one_line(kafka_cluster, tmp_path):
+    text = (ROOT / "docker-compose.yml").read_text()
+    anchor = f"DLQ_TOPIC_NAME: {DEAD_LETTER_TOPIC}"
+    assert anchor in text, "mutation anchor not found in docker-compose.yml"
+    copy = tmp_path / "docker-compose.yml"
+    copy.write_text(text.replace(anchor, "DLQ_TOPIC_NAME: never-created.dlq"))
+    result = run_cli("status", env={"LOCALCLUSTER_COMPOSE_FILE": str(copy)})
+    assert result.returncode == 1, result.stdout
+    assert (
+        "\ndead-letter topic never-created.dlq does not exist: `python -m localcluster up`"
+        " creates it\n"
+    ) in result.stdout, result.stdout
+    assert "Topic final-1-topic" in result.stdout and "Consumer groups" in result.stdout
 
 
 def test_env_and_status_without_the_variable_use_the_offset_up_remembered(kafka_cluster):
