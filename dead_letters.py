@@ -296,7 +296,9 @@ def list_dead_letters(
         origins = {why.get(ORIGINAL_TOPIC) for why in map(dead_letters.read, found)} - {None}
         redrives = redrives_in(consumer, origins, stop, health)
     except Stopped:
-        logging.info("Stopped before the end: the list is incomplete")
+        if health.broken:  # it has said why
+            return EXIT_CLIENT_STUCK if health.stranded else EXIT_FAILED
+        logging.info("Shutdown requested: the list is incomplete")
         redrives = {}
     except (KafkaException, TimeoutError) as exc:
         if isinstance(exc, KafkaException):
