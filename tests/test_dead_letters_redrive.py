@@ -348,30 +348,59 @@ def test_each_selection_republishes_what_it_selects_and_leaves_the_others(
     assert rest == set(originals) - first_two
 
 
-def test_a_redrive_killed_mid_run_loses_nothing_when_run_again(
-    kafka_cluster,
-    bootstrap_servers: str,
-    fresh_topic: str,
-    scripts: Callable[..., App],
-) -> None:
-    dlq = kafka_cluster.create_topic(f"{fresh_topic}.dlq")
+def many_dead_letters(bootstrap: str, main: str, dlq: str, count: int = 300) -> dict[str, Record]:
     errors = [ValueError("v"), KeyError("k"), Unprocessable("u")]
     specs = [
-        Spec(n % 3, f"key-{n}".encode(), f"value-{n}".encode(), errors[n % 3]) for n in range(300)
+        Spec(n % 3, f"key-{n}".encode(), f"value-{n}".encode(), errors[n % 3]) for n in range(count)
     ]
-    originals = make_dead_letters(bootstrap_servers, fresh_topic, dlq, specs)
+    return make_dead_letters(bootstrap, main, dlq, specs)
+
+
+def start_and_stop_at_first_copy(
+    scripts: Callable[..., App], env: dict, how: signal.Signals
+) -> int:
+    """Start a redrive, send it `how` once its log shows a republished dead letter; its exit
+    status."""
+    app = scripts("dead_letters.py", f"redrive-{how.name}", "redrive", env=env)
+    wait_until(
+        lambda: "INFO:root:Republished " in app.log(), 60, "a republished dead letter", [app]
+    )
+    app.signal(how)
+    return app.wait(60)
+
+
+def test_a_redrive_stopped_by_sigterm_finishes_its_dead_letter_and_goes_on_when_run_again(
+    kafka_cluster, bootstrap_servers: str, fresh_topic: str, scripts: Callable[..., App]
+) -> None:
+    dlq = kafka_cluster.create_topic(f"{fresh_topic}.dlq")
+    originals = many_dead_letters(bootstrap_servers, fresh_topic, dlq)
     before = topic_ends(bootstrap_servers, fresh_topic)
     env = redrive_env(bootstrap_servers, dlq)
 
-    first = scripts("dead_letters.py", "redrive-killed", "redrive", env=env)
-    wait_until(
-        lambda: "INFO:root:Republished " in first.log(), 60, "a republished dead letter", [first]
-    )
-    first.process.send_signal(signal.SIGKILL)
-    first.wait(10)
+    assert start_and_stop_at_first_copy(scripts, env, signal.SIGTERM) == 0
+
+    stopped_after = len(redriven(bootstrap_servers, fresh_topic, before))
+    committed = committed_offsets(bootstrap_servers, f"{dlq}.redrive", dlq, timeout=10)
+    assert 0 < stopped_after < len(originals), "the stop came too late to test anything"
+    assert sum(committed.values()) == stopped_after  # each copy committed, none more
+    output = run(bootstrap_servers, dlq, "redrive")
+    assert republished_count(output) == len(originals) - stopped_after
+    count = check_copies(redriven(bootstrap_servers, fresh_topic, before), originals)
+    assert count == Counter(dict.fromkeys(originals, 1))
+
+
+def test_a_redrive_killed_mid_run_loses_nothing_when_run_again(
+    kafka_cluster, bootstrap_servers: str, fresh_topic: str, scripts: Callable[..., App]
+) -> None:
+    dlq = kafka_cluster.create_topic(f"{fresh_topic}.dlq")
+    originals = many_dead_letters(bootstrap_servers, fresh_topic, dlq)
+    before = topic_ends(bootstrap_servers, fresh_topic)
+    env = redrive_env(bootstrap_servers, dlq)
+
+    assert start_and_stop_at_first_copy(scripts, env, signal.SIGKILL) == -signal.SIGKILL
+
     killed_after = len(redriven(bootstrap_servers, fresh_topic, before))
     output = run(bootstrap_servers, dlq, "redrive")
-
     count = check_copies(redriven(bootstrap_servers, fresh_topic, before), originals)
     assert set(count) == set(originals), "a dead letter was not republished"
     duplicates = sum(n - 1 for n in count.values())
