@@ -356,59 +356,68 @@ def many_dead_letters(bootstrap: str, main: str, dlq: str, count: int = 300) -> 
     return make_dead_letters(bootstrap, main, dlq, specs)
 
 
-def start_and_stop_at_first_copy(
-    scripts: Callable[..., App], env: dict, how: signal.Signals
-) -> int:
-    """Start a redrive, send it `how` once its log shows a republished dead letter; its exit
-    status."""
-    app = scripts("dead_letters.py", f"redrive-{how.name}", "redrive", env=env)
-    wait_until(
-        lambda: "INFO:root:Republished " in app.log(), 60, "a republished dead letter", [app]
-    )
-    app.signal(how)
-    return app.wait(60)
+@dataclass
+class StoppedRun:
+    """A redrive of many dead letters stopped by a signal as soon as it republished one."""
+
+    dlq: str
+    originals: dict[str, Record]
+    before: dict[int, int]  # the main topic's end offsets before the redrive
+    status: int
+    copies: int  # records the stopped run wrote to the main topic
+
+    @classmethod
+    def stop(
+        cls, how: signal.Signals, kafka_cluster, main: str, scripts: Callable[..., App]
+    ) -> StoppedRun:
+        bootstrap = kafka_cluster.bootstrap
+        dlq = kafka_cluster.create_topic(f"{main}.dlq")
+        originals = many_dead_letters(bootstrap, main, dlq)
+        before = topic_ends(bootstrap, main)
+        app = scripts(
+            "dead_letters.py", f"redrive-{how.name}", "redrive", env=redrive_env(bootstrap, dlq)
+        )
+        copy = "INFO:root:Republished "
+        wait_until(lambda: copy in app.log(), 60, "a republished dead letter", [app])
+        app.signal(how)
+        status = app.wait(60)
+        copies = len(redriven(bootstrap, main, before))
+        assert 0 < copies < len(originals), "the signal came too late to test anything"
+        return cls(dlq, originals, before, status, copies)
 
 
 def test_a_redrive_stopped_by_sigterm_finishes_its_dead_letter_and_goes_on_when_run_again(
     kafka_cluster, bootstrap_servers: str, fresh_topic: str, scripts: Callable[..., App]
 ) -> None:
-    dlq = kafka_cluster.create_topic(f"{fresh_topic}.dlq")
-    originals = many_dead_letters(bootstrap_servers, fresh_topic, dlq)
-    before = topic_ends(bootstrap_servers, fresh_topic)
-    env = redrive_env(bootstrap_servers, dlq)
-
-    assert start_and_stop_at_first_copy(scripts, env, signal.SIGTERM) == 0
-
-    stopped_after = len(redriven(bootstrap_servers, fresh_topic, before))
+    stopped = StoppedRun.stop(signal.SIGTERM, kafka_cluster, fresh_topic, scripts)
+    assert stopped.status == 0
+    dlq, originals = stopped.dlq, stopped.originals
     committed = committed_offsets(bootstrap_servers, f"{dlq}.redrive", dlq, timeout=10)
-    assert 0 < stopped_after < len(originals), "the stop came too late to test anything"
-    assert sum(committed.values()) == stopped_after  # each copy committed, none more
+    assert sum(committed.values()) == stopped.copies  # each copy committed, none more
+
     output = run(bootstrap_servers, dlq, "redrive")
-    assert republished_count(output) == len(originals) - stopped_after
-    count = check_copies(redriven(bootstrap_servers, fresh_topic, before), originals)
+
+    assert republished_count(output) == len(originals) - stopped.copies
+    count = check_copies(redriven(bootstrap_servers, fresh_topic, stopped.before), originals)
     assert count == Counter(dict.fromkeys(originals, 1))
 
 
 def test_a_redrive_killed_mid_run_loses_nothing_when_run_again(
     kafka_cluster, bootstrap_servers: str, fresh_topic: str, scripts: Callable[..., App]
 ) -> None:
-    dlq = kafka_cluster.create_topic(f"{fresh_topic}.dlq")
-    originals = many_dead_letters(bootstrap_servers, fresh_topic, dlq)
-    before = topic_ends(bootstrap_servers, fresh_topic)
-    env = redrive_env(bootstrap_servers, dlq)
+    killed = StoppedRun.stop(signal.SIGKILL, kafka_cluster, fresh_topic, scripts)
+    assert killed.status == -signal.SIGKILL
 
-    assert start_and_stop_at_first_copy(scripts, env, signal.SIGKILL) == -signal.SIGKILL
+    output = run(bootstrap_servers, killed.dlq, "redrive")
 
-    killed_after = len(redriven(bootstrap_servers, fresh_topic, before))
-    output = run(bootstrap_servers, dlq, "redrive")
-    count = check_copies(redriven(bootstrap_servers, fresh_topic, before), originals)
+    originals = killed.originals
+    count = check_copies(redriven(bootstrap_servers, fresh_topic, killed.before), originals)
     assert set(count) == set(originals), "a dead letter was not republished"
     duplicates = sum(n - 1 for n in count.values())
     print(
-        f"FIGURES redrive-sigkill: {len(originals)} dead letters, {killed_after} republished"
+        f"FIGURES redrive-sigkill: {len(originals)} dead letters, {killed.copies} republished"
         f" before the SIGKILL, {republished_count(output)} by the rerun, {duplicates} duplicates"
     )
-    assert 0 < killed_after < len(originals), "the kill came too late to test anything"
     # One dead letter at most was acknowledged and not committed when the kill came.
     assert duplicates <= 1, count.most_common(3)
-    assert republished_count(output) == len(originals) - killed_after + duplicates
+    assert republished_count(output) == len(originals) - killed.copies + duplicates
