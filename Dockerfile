@@ -1,4 +1,5 @@
-# App image for producer.py, batch_message_consumer.py and single_message_consumer.py.
+# App image for producer.py, batch_message_consumer.py and single_message_consumer.py, and
+# dead_letters.py, which lists and redrives dead letters when run by hand in such a container.
 # docker-compose.yml builds it once and picks the script per service with `command:`.
 #
 # Debian (glibc) slim base: confluent-kafka publishes manylinux wheels only, no musl/Alpine ones,
@@ -21,7 +22,8 @@ COPY requirements.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
 
 # Only the application code (an explicit list; tests/, bench/, localcluster/ stay out).
-COPY message_model.py producer.py batch_message_consumer.py single_message_consumer.py ./
+COPY message_model.py producer.py batch_message_consumer.py single_message_consumer.py \
+     dead_letters.py ./
 COPY kafka_app/ ./kafka_app/
 
 USER 10001:10001

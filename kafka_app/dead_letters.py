@@ -161,3 +161,15 @@ def dead_letter_producer_config(
     tunables = {"topic.metadata.propagation.max.ms": 5000, "linger.ms": 0, **extra}
     guarantees = {"enable.idempotence": True}
     return settings.client_config(bootstrap, properties, tunables, guarantees)
+
+
+def redriven_from(dead_letter: Message) -> str:
+    """The REDRIVEN_FROM value for a dead letter: ``<topic>/<partition>/<offset>``."""
+    return f"{dead_letter.topic()}/{dead_letter.partition()}/{dead_letter.offset()}"
+
+
+def redrive_headers(dead_letter: Message) -> list[tuple[str, bytes | None]]:
+    """The headers a redrive republishes a dead letter with: the record's own, in order (the
+    dead letter's minus every ``kafka_dlt-`` one), then REDRIVEN_FROM."""
+    kept = [(k, v) for k, v in dead_letter.headers() or [] if not k.startswith("kafka_dlt-")]
+    return [*kept, (REDRIVEN_FROM, redriven_from(dead_letter).encode())]

@@ -27,6 +27,7 @@ APP_FILES = {
     "producer.py",
     "batch_message_consumer.py",
     "single_message_consumer.py",
+    "dead_letters.py",
 }
 APP_PACKAGES = {"kafka_app"}  # copied whole: every module the scripts import
 
