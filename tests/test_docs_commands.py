@@ -74,11 +74,6 @@ EXCLUDED: tuple[tuple[str, str], ...] = (
         r"^make (down|clean)\b|^python -m localcluster down\b",
         "would stop the session's cluster under the tests that follow",
     ),
-    (
-        r"^python dead_letters\.py (list|redrive)\b",
-        "the dead-letter topic arrives with the infrastructure change;"
-        " tests/test_dead_letters_redrive.py runs both commands on a topic of its own",
-    ),
 )
 
 # What a run of each script prints first that shows it works (the seed's log lines).
