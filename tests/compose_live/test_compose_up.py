@@ -207,6 +207,9 @@ def test_kafka_init_exits_0_and_the_topic_has_its_shape(live: Live) -> None:
     stack.wait(full_isr, 60, f"a full ISR of {TOPIC}")
     parts = topic_state()
     assert [len(p.replicas) for p in parts] == [2, 2, 2], parts
+    # The dead-letter topic, shaped alike.
+    dead_letters = admin.topic_partitions(admin.admin_client(BOOTSTRAP), f"{TOPIC}.dlq")
+    assert [len(p.replicas) for p in dead_letters] == [2, 2, 2], dead_letters
 
 
 def test_seed_lines_come_from_both_replicas_of_every_app(live: Live) -> None:
