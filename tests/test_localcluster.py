@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from localcluster import admin, compose, jars
 from localcluster.cluster import LocalCluster
@@ -30,6 +30,7 @@ from localcluster.nodes import (
     port_in_use,
 )
 from localcluster.portcheck import explain
+from support.records import fresh_reader
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,14 +70,7 @@ def produce(bootstrap: str, topic: str, values: list[bytes], timeout: float = 30
 
 def consume_until(bootstrap: str, topic: str, wanted: set[bytes], timeout: float = 30) -> set:
     """Reads the topic from the start until every wanted value is seen or time runs out."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-{uuid.uuid4()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
+    consumer = fresh_reader(bootstrap)
     consumer.subscribe([topic])
     seen: set[bytes] = set()
     deadline = time.monotonic() + timeout

@@ -28,6 +28,7 @@ from message_model import MessageModel
 from single_message_consumer import consume_messages
 from support.dead_letters import dead_letters_for
 from support.figures import Figures
+from support.records import fresh_reader
 from support.waits import wait_until
 from support.witness import witness_read
 
@@ -90,14 +91,7 @@ class Processing:
 
 def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> list[Message]:
     """The records of `topic` from its beginning: at least `expected`, or what came in time."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
+    consumer = fresh_reader(bootstrap)
     consumer.subscribe([topic])
     records: list[Message] = []
     deadline = time.monotonic() + timeout

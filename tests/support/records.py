@@ -9,10 +9,13 @@ from __future__ import annotations
 import array
 import re
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from confluent_kafka import Consumer
 
 from .witness import witness_read
 
@@ -146,3 +149,15 @@ class TopicIndex:
                     if not found:
                         missing.append(line.decode().strip())
         return acked, missing
+
+
+def fresh_reader(bootstrap: str) -> Consumer:
+    """A consumer in a group of its own that starts at the beginning and commits nothing."""
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
