@@ -184,7 +184,7 @@ class Redrive:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    lifecycle.setup_logging(args.log_level)
+    lifecycle.setup_logging(args.log_level, args.log_format)
     health = ClientHealth()
     selection = Selection(args.partition, args.error_class)
     group = args.group or selection.group(args.dlq_topic)

@@ -16,16 +16,17 @@ Examples: ``--interval 0 --quiet`` sends as fast as possible, a progress line ev
 """
 
 import argparse
+import functools
 import logging
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from kafka_app import lifecycle, settings
+from kafka_app import lifecycle, metrics, probes, settings
 from kafka_app.client_health import ClientHealth
+from kafka_app.latency import LatencyHistogram
 from kafka_app.lifecycle import counted
 from kafka_app.settings import env_option, non_negative_float, positive_float, positive_int
 from kafka_app.topic_check import require_topic
@@ -40,6 +41,7 @@ LINGER_MS = 5
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = settings.common_parser(__doc__, "producer")
+    settings.probe_options(parser)
     every = settings.DEFAULT_PRODUCER_INTERVAL_SECONDS
     pace = "seconds between two messages, 0 = as fast as possible"
     env_option(parser, "--interval", "PRODUCER_INTERVAL_SECONDS", every, non_negative_float, pace)
@@ -57,9 +59,10 @@ class DeliveryTracker:
     """The delivery-report callback, called once per message inside poll() or flush(), and the
     counts the exit status is based on."""
 
-    def __init__(self, quiet: bool, delivered_log: lifecycle.RecordLog) -> None:
+    def __init__(self, quiet: bool, delivered_log: lifecycle.RecordLog, timed: bool = False):
         self.quiet, self.delivered_log = quiet, delivered_log
         self.sent = self.delivered = self.failed = 0  # each message sent gets one report
+        self.latency = LatencyHistogram() if timed else None  # only with metrics: it costs
 
     @property
     def outstanding(self) -> int:
@@ -73,6 +76,8 @@ class DeliveryTracker:
             logging.error("Message delivery failed (key %s) to %s: %s", key, where, err.str())
             return
         self.delivered += 1
+        if self.latency is not None:
+            self.latency.observe(msg.latency())  # seconds from produce() to the ack
         if self.quiet and not self.delivered_log.enabled:
             return  # full speed: nothing to log, so read nothing from the message
         # None when a retry was answered DUPLICATE_SEQUENCE_NUMBER: the broker had written the
@@ -127,15 +132,18 @@ def produce(producer: Producer, topic: str, content: str, give_up: Callable[[], 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    lifecycle.setup_logging(args.log_level)
+    lifecycle.setup_logging(args.log_level, args.log_format)
     health = ClientHealth()
     delivered_log = lifecycle.RecordLog(args.delivered_log)
-    tracker = DeliveryTracker(args.quiet, delivered_log)
+    tracker = DeliveryTracker(args.quiet, delivered_log, timed=args.metrics_port is not None)
+    heartbeat = probes.Heartbeat()  # liveness: the loop below turns
 
     def unacknowledged() -> str:  # said if a second signal ends the process
         return f"{counted(tracker.outstanding, 'message')} not acknowledged."
 
     stop = lifecycle.stop_on_signals(unacknowledged)
+    measure = functools.partial(metrics.producer_metrics, tracker)
+    probes.start(args, health, heartbeat, "producer", measure)
     with settings.exit_on_config_error():
         bootstrap, properties = settings.connection(args.bootstrap_servers, args.client_properties)
         config = producer_config(
@@ -151,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     require_topic(producer, args.topic)
 
     def give_up() -> bool:
+        heartbeat.beat()
         return stop.is_set() or health.broken
 
     kafka_error = None  # a KafkaException that stopped us (fatal, or say an unknown topic)
@@ -169,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                 break  # told to stop while the queue was full: that one was not sent
             tracker.sent += 1
             if args.interval > 0:
-                wait_serving_reports(producer, args.interval, stop)
+                wait_serving_reports(producer, args.interval, give_up)
             else:
                 producer.poll(0)  # serve delivery reports without waiting
             if args.quiet and time.monotonic() >= next_progress:
@@ -208,10 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     return lifecycle.EXIT_FAILED if lost or kafka_error or fatal else lifecycle.EXIT_OK
 
 
-def wait_serving_reports(producer: Producer, seconds: float, stop: threading.Event) -> None:
+def wait_serving_reports(producer: Producer, seconds: float, give_up: Callable[[], bool]) -> None:
     """Sleep for ``seconds``, serving delivery reports; wake up early on shutdown."""
     deadline = time.monotonic() + seconds
-    while not stop.is_set() and (remaining := deadline - time.monotonic()) > 0:
+    while not give_up() and (remaining := deadline - time.monotonic()) > 0:
         producer.poll(min(remaining, 0.5))  # returns early when a report was served
 
 

@@ -3,6 +3,7 @@ named in Kafka's terms: open, decode, rewind and back off, when to stop, close."
 
 import argparse
 import dataclasses
+import functools
 import logging
 import random
 import threading
@@ -11,11 +12,12 @@ from collections.abc import Iterable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from kafka_app import lifecycle, settings
+from kafka_app import lifecycle, metrics, probes, settings
 from kafka_app.client_health import ClientHealth
 from kafka_app.commits import Commits, format_offsets, format_partitions
 from kafka_app.dead_letters import DeadLetters, dead_letter_producer_config
 from kafka_app.lifecycle import EXIT_CLIENT_STUCK, EXIT_FAILED, RecordLog, counted
+from kafka_app.probes import Heartbeat
 from kafka_app.settings import create_consumer
 from kafka_app.topic_check import require_topic
 from message_model import MessageDecodeError, MessageModel
@@ -34,9 +36,11 @@ class StopWhen:
     idle_exit: float | None = None
     processed: int = 0  # records processed and committed, poison records included
     last_record_at: float = dataclasses.field(default_factory=time.monotonic)
+    heartbeat: Heartbeat = dataclasses.field(default_factory=Heartbeat)  # for /healthz
 
     def due(self) -> bool:
         """True, with a line saying why (a broken client has said so already), when to stop."""
+        self.heartbeat.beat()
         if self.requested.is_set():
             logging.info("Shutdown requested (a second Ctrl-C or SIGTERM aborts at once)")
             return True
@@ -53,6 +57,7 @@ class StopWhen:
 
     def interrupted(self) -> bool:
         """Whether to stop collecting a batch; the loop's next due() says why."""
+        self.heartbeat.beat()
         return self.requested.is_set() or self.health.broken or self.idle()
 
     def idle(self) -> bool:
@@ -66,7 +71,7 @@ class StopWhen:
 def open_consumer(args: argparse.Namespace, how: str) -> tuple[Consumer, StopWhen, DeadLetters]:
     """Logging, signals, the consumer the flags describe, when it should stop, and where its
     dead letters go."""
-    lifecycle.setup_logging(args.log_level)
+    lifecycle.setup_logging(args.log_level, args.log_format)
     health = ClientHealth()
     stop = lifecycle.stop_on_signals(lambda: "What was not committed will be delivered again.")
     stop_when = StopWhen(stop, health, args.max_messages, args.idle_exit)
@@ -74,9 +79,12 @@ def open_consumer(args: argparse.Namespace, how: str) -> tuple[Consumer, StopWhe
     dlq_topic = args.dlq_topic or f"{args.topic}.dlq"
     with settings.exit_on_config_error():
         _, properties = settings.connection(args.bootstrap_servers, args.client_properties)
-        extra = {**health.callbacks(), "client.id": f"{args.client_id}-dead-letters"}
+        quiet = health.callbacks(statistics=False)  # polled only when it writes one
+        extra = {**quiet, "client.id": f"{args.client_id}-dead-letters"}
         config = dead_letter_producer_config(bootstrap, properties, extra)
         dead_letters = DeadLetters(dlq_topic, args.group_id, config)
+    measure = functools.partial(metrics.consumer_metrics, stop_when, dead_letters, health)
+    probes.start(args, health, stop_when.heartbeat, "consumer", measure)
     logging.info(
         f"Consuming {args.topic} at {bootstrap} as group {args.group_id}{how}; dead letters"
         f" after {counted(args.max_attempts, 'attempt')} go to {dlq_topic}"

@@ -47,6 +47,8 @@ class ClientHealth:
         self.clock = clock  # seconds; tests pass their own
         self.fatal_error: KafkaError | None = None
         self.stranded = False  # the client knows no broker any more: it will never reconnect
+        self.latest_stats: dict[str, tuple[float, dict]] = {}  # client name -> (when, stats)
+        self.all_brokers_down_at = -math.inf  # the last _ALL_BROKERS_DOWN error
         self._no_broker_since: dict[str, float] = {}  # client name -> first stats without one
         self._last_logged: dict[int, float] = {}  # error code -> when last logged
         self._suppressed: dict[int, int] = {}  # error code -> repeats not logged since
@@ -55,19 +57,29 @@ class ClientHealth:
     def broken(self) -> bool:
         return self.fatal_error is not None or self.stranded
 
-    def callbacks(self) -> dict[str, Any]:
+    def stats_of(self, client_type: str) -> tuple[float, dict] | None:
+        """When the first client of this type ("producer", "consumer") last reported
+        statistics, and what they said; None before its first report."""
+        reports = (r for r in list(self.latest_stats.values()) if r[1].get("type") == client_type)
+        return next(reports, None)
+
+    def callbacks(self, statistics: bool = True) -> dict[str, Any]:
         """The client config entries that report here. librdkafka's own log lines go through
-        Python logging, in our format: ``WARNING:librdkafka:GETPID [rdkafka#producer-1] ...``."""
+        Python logging, in our format: ``WARNING:librdkafka:GETPID [rdkafka#producer-1] ...``.
+        ``statistics=False`` for a client that is rarely polled: each report waits in its queue
+        until the next poll(), so an idle client would pile them up."""
         logger = logging.getLogger("librdkafka")
         logger.addFilter(_quiet_librdkafka)  # once: addFilter skips a filter it has
         stats = {"stats_cb": self.on_stats, "statistics.interval.ms": STATS_INTERVAL_MS}
-        return {"error_cb": self, "logger": logger, **stats}
+        return {"error_cb": self, "logger": logger, **(stats if statistics else {})}
 
     def __call__(self, error: KafkaError) -> None:
         if error.fatal():
             self.fatal_error = error
             logging.error("FATAL Kafka error, stopping: %s", error.str())
         elif error.code() in RETRIABLE:
+            if error.code() == KafkaError._ALL_BROKERS_DOWN:
+                self.all_brokers_down_at = self.clock()
             self._warn_rate_limited(error)
         else:
             logging.error("Kafka error: %s", error.str())
@@ -80,6 +92,7 @@ class ClientHealth:
         if (brokers := stats.get("brokers")) is None:
             return
         name, now = stats.get("name", ""), self.clock()
+        self.latest_stats[name] = (now, stats)  # for the metrics and probes (kafka_app/probes)
         if any(b.get("source") in ("configured", "learned") for b in brokers.values()):
             self._no_broker_since.pop(name, None)
             return

@@ -12,6 +12,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
+from kafka_app.latency import LatencyHistogram
 from kafka_app.lifecycle import EXIT_CLIENT_STUCK
 
 Offsets = dict[tuple[str, int], int]  # (topic, partition) -> next offset to read
@@ -27,6 +28,18 @@ _REBALANCE_ERRORS = (
     KafkaError.REBALANCE_IN_PROGRESS,
     KafkaError.UNKNOWN_MEMBER_ID,
 )
+
+
+class CommitStats:
+    """This process's commits, for kafka_app/metrics.py and the liveness probe."""
+
+    def __init__(self) -> None:
+        self.ok = self.failed = 0
+        self.latency = LatencyHistogram()
+        self.running_since: float | None = None  # when the commit in progress began
+
+
+STATS = CommitStats()
 
 
 def next_offsets(messages: Iterable[Message]) -> Offsets:
@@ -57,7 +70,8 @@ def commit_offsets(consumer: Any, offsets: Offsets) -> Offsets:
     request = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
     if _bound.ident is None:
         _bound.start()
-    _bound.offsets, _bound.deadline = offsets, time.monotonic() + COMMIT_TIMEOUT_SECONDS
+    STATS.running_since = started = time.monotonic()
+    _bound.offsets, _bound.deadline = offsets, started + COMMIT_TIMEOUT_SECONDS
     try:
         result = consumer.commit(offsets=request, asynchronous=False)
     except KafkaException as exc:
@@ -65,14 +79,19 @@ def commit_offsets(consumer: Any, offsets: Offsets) -> Offsets:
         if isinstance(error, KafkaError) and error.fatal():
             raise
         _log_failure(format_offsets(offsets), error)
+        STATS.failed += 1
         return dict(offsets)
     finally:
         _bound.deadline = math.inf
+        STATS.running_since = None
+        STATS.latency.observe(time.monotonic() - started)
     failed = {}
     for tp in result or []:
         if tp.error is not None:
             failed[(tp.topic, tp.partition)] = offsets[(tp.topic, tp.partition)]
             _log_failure(f"{tp.topic} [{tp.partition}]@{tp.offset}", tp.error)
+    STATS.failed += bool(failed)
+    STATS.ok += not failed
     return failed
 
 

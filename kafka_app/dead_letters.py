@@ -18,6 +18,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from kafka_app import settings
 from kafka_app.lifecycle import counted
+from message_model import MessageDecodeError
 
 EXCEPTION_CLASS = "kafka_dlt-exception-fqcn"
 EXCEPTION_MESSAGE = "kafka_dlt-exception-message"
@@ -113,6 +114,7 @@ class DeadLetters:
     def __init__(self, topic: str, group: str, producer_config: Mapping[str, Any]) -> None:
         self.topic, self.group = topic, group
         self._producer = Producer(dict(producer_config))
+        self.written = self.poison = 0  # acknowledged dead letters; those of poison records
 
     def send(self, msg: Message, failure: Failure) -> bool:
         """Write ``msg`` as a dead letter; True once acknowledged. False, with one ERROR line
@@ -131,6 +133,8 @@ class DeadLetters:
         except (BufferError, KafkaException) as exc:  # not queued: a full queue, or refused
             outcome.append(KafkaError(KafkaError._FAIL, str(exc)))
         if outcome and outcome[0] is None:
+            self.written += 1
+            self.poison += isinstance(failure.error, MessageDecodeError)
             logging.warning(
                 "Dead-lettered %s to %s after %s: %s: %s",
                 where,

@@ -1,6 +1,8 @@
 """A script's life: its log format, how signals stop it, its exit statuses, and the optional
 record log that tests and audits read."""
 
+import datetime
+import json
 import logging
 import os
 import signal
@@ -16,9 +18,29 @@ EXIT_CLIENT_STUCK = 3  # the client can never recover by itself: a restart recon
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def setup_logging(level: str) -> None:
-    """Python's default format, e.g. ``INFO:root:SingleConsumer received: Test message 2886``."""
-    logging.basicConfig(level=level)
+def setup_logging(level: str, form: str = "text") -> None:
+    """Python's default format, e.g. ``INFO:root:SingleConsumer received: Test message 2886``;
+    or for log pipelines (``--log-format json``) the same fields as a JSON object per line."""
+    handler = logging.StreamHandler()
+    if form == "json":
+        handler.setFormatter(JsonLines())
+    logging.basicConfig(level=level, handlers=[handler])
+
+
+class JsonLines(logging.Formatter):
+    """``{"time": ..., "level": "INFO", "logger": "root", "message": "..."}``, one per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
+        entry = {
+            "time": when.isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
 
 
 def counted(n: int, noun: str) -> str:

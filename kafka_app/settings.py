@@ -7,7 +7,6 @@ import contextlib
 import logging
 import math
 import os
-import socket
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
@@ -15,6 +14,7 @@ from typing import Any, NoReturn
 import javaproperties
 from confluent_kafka import Consumer, KafkaException
 
+from kafka_app.client_id import default_client_id
 from kafka_app.lifecycle import EXIT_USAGE
 
 DEFAULT_BOOTSTRAP_SERVERS = "localhost:9094,localhost:9095,localhost:9096"
@@ -28,6 +28,9 @@ DEFAULT_BATCH_SIZE = 10
 DEFAULT_BATCH_WINDOW_SECONDS = 30.0
 DEFAULT_LOG_LEVEL = "INFO"
 DEFAULT_MAX_ATTEMPTS = 5
+# Longer than any wait the loops make on purpose (a retry pause of up to 30 s, a commit behind
+# a rebalance), shorter than the 120 s after which a stuck commit ends the script.
+DEFAULT_LIVENESS_TIMEOUT_SECONDS = 60.0
 
 # Consumer settings at-least-once processing depends on: a properties file may not change them.
 CONSUMER_GUARANTEES = {
@@ -66,6 +69,7 @@ def _checked(convert: Callable[[str], float], ok: Callable[[float], bool], rule:
 non_negative_float = _checked(float, lambda value: value >= 0, "a finite number >= 0")
 positive_float = _checked(float, lambda value: value > 0, "a finite number > 0")
 positive_int = _checked(int, lambda value: value > 0, "a whole number > 0")
+port_number = _checked(int, lambda value: 0 <= value <= 65535, "a port number, 0 to 65535")
 
 
 def non_empty(text: str) -> str:
@@ -80,6 +84,12 @@ def log_level(text: str) -> str:
             f"expected DEBUG, INFO, WARNING, ERROR or CRITICAL: {text!r}"
         )
     return level
+
+
+def log_format(text: str) -> str:
+    if (form := text.strip().lower()) not in ("text", "json"):
+        raise argparse.ArgumentTypeError(f"expected text or json: {text!r}")
+    return form
 
 
 def env_option(parser, flag: str, env: str, default: Any, parse: Callable, text: str) -> None:
@@ -113,12 +123,28 @@ def common_parser(description: str | None, service: str) -> argparse.ArgumentPar
     me = default_client_id(service)  # make demo sets producer-1, producer-2, ...
     env_option(parser, "--client-id", "KAFKA_CLIENT_ID", me, non_empty, "Kafka client.id")
     env_option(parser, "--log-level", "LOG_LEVEL", DEFAULT_LOG_LEVEL, log_level, "log level")
+    formats = "text (the seed's INFO:root:...) or json (an object per line)"
+    env_option(parser, "--log-format", "LOG_FORMAT", "text", log_format, formats)
     return parser
+
+
+def probe_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a long-running script's metrics and health endpoint (kafka_app/probes)."""
+    serve = "serve /metrics, /healthz and /readyz on this port (0: any free one); unset: off"
+    env_option(parser, "--metrics-port", "METRICS_PORT", None, port_number, serve)
+    where = "the address the metrics port listens on"
+    env_option(parser, "--metrics-address", "METRICS_ADDRESS", "0.0.0.0", non_empty, where)
+    stuck = "/healthz fails once the main loop or a commit has been stuck this many seconds"
+    bound = DEFAULT_LIVENESS_TIMEOUT_SECONDS
+    env_option(
+        parser, "--liveness-timeout", "LIVENESS_TIMEOUT_SECONDS", bound, positive_float, stuck
+    )
 
 
 def consumer_parser(description: str | None, service: str, group_env: str, group: str):
     """The common options, the group, and options both consumers have for tests and scripts."""
     parser = common_parser(description, service)
+    probe_options(parser)
     env_option(parser, "--group-id", group_env, group, non_empty, "consumer group")
     dlq = "where records that cannot be processed go; default: <topic>.dlq"
     env_option(parser, "--dlq-topic", "KAFKA_DLQ_TOPIC", None, non_empty, dlq)
@@ -130,23 +156,6 @@ def consumer_parser(description: str | None, service: str, group_env: str, group
     add("--processed-log", metavar="PATH", help="append '<partition> <offset> <id>' per record")
     add("--process-delay", type=non_negative_float, default=0.0, help="simulated work per message")
     return parser
-
-
-def default_client_id(service: str, container_marker: Path = Path("/.dockerenv")) -> str:
-    """``<service>-<n>`` in replica n of a Compose service, else ``<service>-<hostname>``.
-
-    Compose names replica n ``<project>-<service>-<n>``, a name its network's DNS resolves, and
-    docker-compose.yml passes the project's name: the replica whose name resolves to this
-    container's address is this one. Only in a container (Docker creates /.dockerenv)."""
-    host = socket.gethostname()
-    project = os.environ.get("COMPOSE_PROJECT_NAME")
-    if project and container_marker.exists():
-        with contextlib.suppress(OSError):  # a name that does not resolve ends the search
-            me = socket.gethostbyname(host)
-            for n in range(1, 100):
-                if socket.gethostbyname(f"{project}-{service}-{n}") == me:
-                    return f"{service}-{n}"
-    return f"{service}-{host}"
 
 
 def load_properties(path: str | Path) -> dict[str, str]:

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from kafka_app.client_health import ClientHealth
+from kafka_app.client_id import default_client_id
 from kafka_app.lifecycle import counted
-from kafka_app.settings import ConfigError, connection, default_client_id, load_properties
+from kafka_app.settings import ConfigError, connection, load_properties
 from support.processes import App, app_env, run_script
 
 # --------------------------------------------------------------------------------------------
