@@ -21,7 +21,7 @@ from pathlib import Path
 from .stacks import condense_stacks, native_stacks
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_SETTINGS = ("KAFKA_", "BATCH_", "SINGLE_", "PRODUCER_", "LOG_LEVEL")  # prefixes
+APP_SETTINGS = ("KAFKA_", "BATCH_", "SINGLE_", "PRODUCER_", "LOG_", "METRICS_", "LIVENESS_")
 
 
 def app_env(bootstrap: str | None = None, topic: str | None = None, **extra: str) -> dict[str, str]:
