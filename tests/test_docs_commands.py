@@ -117,6 +117,11 @@ SHOWS: tuple[tuple[str, str, str], ...] = (
         "the dead-letter topic's 30-day retention",
     ),
     (r"\bpython -m localcluster status\b", r"Consumer groups", "the status down to the groups"),
+    (
+        r"--metrics-port\b.*\bcurl\b",
+        r'(?m)^kafka_consumer_lag\{partition="\d",topic="final-1-topic"\} \d+\.0$',
+        "the consumer's lag per partition, scraped",
+    ),
 )
 
 # A line that says a command failed, whatever its exit status: ConsumerGroupCommand exits 0
