@@ -63,6 +63,9 @@ class LocalCluster:
         self.cache = _env_path("LOCALCLUSTER_CACHE", ROOT / ".cache")
         self.model = compose.load(self.compose_file)
         self.nodes = [Node(broker, self.home) for broker in self.model.brokers]
+        if uid_base := os.environ.get("LOCALCLUSTER_NODE_UID_BASE"):  # root only: node n runs
+            for node in self.nodes:  # as uid base + n, for the fault tests' network rules
+                node.uid = int(uid_base) + node.node_id
         offset = state.choose_offset(self.home, state.read(self.home), lambda: bool(self.running()))
         self.port_offset, self.offset_source = offset.value, offset.source
         if not all(0 < port < 65536 for _, port in self._external()):

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from localcluster.nodes import as_uid
+
 from .stacks import condense_stacks, native_stacks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,13 +63,21 @@ def run_script(
 class App:
     """One script as a child process; its log (stdout and stderr) goes to ``<dir>/<name>.log``."""
 
-    def __init__(self, script: str, name: str, args: Iterable[object], env: dict, dir: Path):
+    def __init__(
+        self,
+        script: str,
+        name: str,
+        args: Iterable[object],
+        env: dict,
+        dir: Path,
+        uid: int | None = None,
+    ) -> None:
         self.name = name
         self.started_at = time.monotonic()
         self.log_path = dir / f"{name}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in close())
         self.process = subprocess.Popen(
-            command(script, args),
+            as_uid(uid) + command(script, args),
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -144,15 +154,17 @@ class Apps:
         self.bootstrap = bootstrap
         self.started: list[App] = []
 
-    def launch(self, script: str, name: str, *args: object, env: dict) -> App:
-        """A script run in exactly the environment `env`."""
-        app = App(script, name, args, env, self.dir)
+    def launch(self, script: str, name: str, *args: object, env: dict, uid: int | None = None):
+        """A script run in exactly the environment `env` (as `uid`: see :func:`as_uid`)."""
+        app = App(script, name, args, env, self.dir, uid)
         self.started.append(app)
         return app
 
-    def start(self, script: str, name: str, topic: str, *args: object, **env: str) -> App:
+    def start(
+        self, script: str, name: str, topic: str, *args: object, uid: int | None = None, **env: str
+    ) -> App:
         """A script run on this cluster and `topic`, with `env` added to :func:`app_env`'s."""
-        return self.launch(script, name, *args, env=app_env(self.bootstrap, topic, **env))
+        return self.launch(script, name, *args, env=app_env(self.bootstrap, topic, **env), uid=uid)
 
     def producer(self, name: str, topic: str, *args: object) -> App:
         """producer.py at full speed, logging every acknowledged message to <name>.acked."""
@@ -171,12 +183,19 @@ class Apps:
         )
 
     def consumer(
-        self, script: str, name: str, topic: str, group: str, *args: object, record: str = ""
+        self,
+        script: str,
+        name: str,
+        topic: str,
+        group: str,
+        *args: object,
+        record: str = "",
+        uid: int | None = None,
     ) -> App:
         """A consumer script in `group`, logging what it processed to <record or name>.processed."""
         processed = self.dir / f"{record or name}.processed"
         return self.start(
-            script, name, topic, "--group-id", group, "--processed-log", processed, *args
+            script, name, topic, "--group-id", group, "--processed-log", processed, *args, uid=uid
         )
 
     def batch_consumer(
