@@ -28,11 +28,11 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from kafka_app import at_least_once, lifecycle, settings
+from kafka_app import at_least_once, flags, lifecycle, settings
 from kafka_app.at_least_once import StopWhen, log_assigned
 from kafka_app.commits import Commits, Offsets, format_offsets, next_offsets
 from kafka_app.dead_letters import DeadLetters, Failure, Failures, poison
-from kafka_app.settings import env_option, positive_float, positive_int
+from kafka_app.flags import env_option, positive_float, positive_int
 from message_model import MessageDecodeError, MessageModel
 
 
@@ -192,7 +192,7 @@ def keep_others(batch: list[Message], partitions: list[TopicPartition]) -> int:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     group = settings.DEFAULT_BATCH_GROUP_ID
-    parser = settings.consumer_parser(__doc__, "batch-consumer", "BATCH_GROUP_ID", group)
+    parser = flags.consumer_parser(__doc__, "batch-consumer", "BATCH_GROUP_ID", group)
     size, window = settings.DEFAULT_BATCH_SIZE, settings.DEFAULT_BATCH_WINDOW_SECONDS
     env_option(parser, "--batch-size", "BATCH_SIZE", size, positive_int, "most messages per batch")
     fill = "seconds to fill a batch, counted from its first message"

@@ -33,15 +33,15 @@ import threading
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
-from kafka_app import dead_letters, lifecycle, settings
+from kafka_app import dead_letters, flags, lifecycle, settings
 from kafka_app.at_least_once import POLL_TIMEOUT, log_assigned
 from kafka_app.client_health import ClientHealth
 from kafka_app.commits import Commits, format_offsets, next_offsets
 from kafka_app.dead_letter_list import list_dead_letters
 from kafka_app.dead_letters import ORIGINAL_TOPIC
+from kafka_app.flags import env_option, non_empty, positive_int
 from kafka_app.lifecycle import EXIT_CLIENT_STUCK, EXIT_FAILED, EXIT_OK, counted
 from kafka_app.redrive import ACK_TIMEOUT_SECONDS, Selection, republish
-from kafka_app.settings import env_option, non_empty, positive_int
 from kafka_app.topic_reading import UpTo, end_offsets, require_dlq_topic
 
 DLQ_SUFFIX = ".dlq"
@@ -62,7 +62,7 @@ def partition_number(text: str) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = settings.common_parser(__doc__, "dead-letters")
+    parser = flags.common_parser(__doc__, "dead-letters")
     default = f"<--topic>{DLQ_SUFFIX}, final-1-topic{DLQ_SUFFIX} unless --topic is set"
     text = f"the dead-letter topic (default: {default})"
     env_option(parser, "--dlq-topic", "KAFKA_DLQ_TOPIC", None, non_empty, text)

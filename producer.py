@@ -24,11 +24,11 @@ from collections.abc import Callable, Mapping
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from kafka_app import lifecycle, metrics, probes, settings
+from kafka_app import flags, lifecycle, metrics, probes, settings
 from kafka_app.client_health import ClientHealth
+from kafka_app.flags import env_option, non_negative_float, positive_float, positive_int
 from kafka_app.latency import LatencyHistogram
 from kafka_app.lifecycle import counted
-from kafka_app.settings import env_option, non_negative_float, positive_float, positive_int
 from kafka_app.topic_check import require_topic
 from message_model import MessageModel, new_message_id
 
@@ -40,8 +40,8 @@ LINGER_MS = 5
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = settings.common_parser(__doc__, "producer")
-    settings.probe_options(parser)
+    parser = flags.common_parser(__doc__, "producer")
+    flags.probe_options(parser)
     every = settings.DEFAULT_PRODUCER_INTERVAL_SECONDS
     pace = "seconds between two messages, 0 = as fast as possible"
     env_option(parser, "--interval", "PRODUCER_INTERVAL_SECONDS", every, non_negative_float, pace)

@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from kafka_app import at_least_once, lifecycle, settings
+from kafka_app import at_least_once, flags, lifecycle, settings
 from kafka_app.at_least_once import StopWhen, log_assigned
 from kafka_app.commits import Commits, next_offsets
 from kafka_app.dead_letters import DeadLetters, Failures, poison
@@ -111,7 +111,7 @@ def consume_messages(
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     group = settings.DEFAULT_SINGLE_GROUP_ID
-    parser = settings.consumer_parser(__doc__, "single-consumer", "SINGLE_GROUP_ID", group)
+    parser = flags.consumer_parser(__doc__, "single-consumer", "SINGLE_GROUP_ID", group)
     return parser.parse_args(argv)
 
 
