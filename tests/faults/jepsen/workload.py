@@ -59,6 +59,9 @@ class Workload:
                 )
                 for n in range(1, replicas + 1)
             ]
+            for consumer in self.consumers[kind]:  # when the group processed, for its stalls
+                processed = self.tmp / f"{consumer.name}.processed"
+                self.tail.follow(processed, lambda line, kind=kind: kind if line else None)
         for n in range(1, self.producers + 1):
             name = f"producer-{n}"
             acked = self.tmp / f"{name}.acked"
@@ -106,13 +109,12 @@ class Workload:
         for kind in self.consumers:
             going_back = {c.name for c in self.consumers[kind] if GOING_BACK.search(c.log())}
             found[kind] = check(acked, self.processed(kind), topic, going_back)
-        partitions = {r[0] for r in acked}
-        stall = max(  # the longest any partition went without an acknowledgement
-            longest_gap([t for f in self.tail.files for t in f.times(str(p))], self.begun, stopped)[
-                0
-            ]
-            for p in partitions
-        )
+
+        def gap(key: str) -> float:
+            times = [t for f in self.tail.files for t in f.times(key)]
+            return round(longest_gap(times, self.begun, stopped)[0], 1)
+
+        stall = max(gap(str(p)) for p in {r[0] for r in acked})  # a partition without acks
         figures = Figures(
             scenario,
             acked=len(acked),
@@ -122,6 +124,7 @@ class Workload:
             duplicates=sum(len(a.duplicate) for a in found.values()),
             longest_stall_s=stall,
             extra={
+                **{f"{k}_processing_stall_s": gap(k) for k in found},
                 **{f"{k}_redelivered": a.redelivered_total for k, a in found.items()},
                 **{f"{k}_poll_skips": len(a.poll_skip) for k, a in found.items()},
                 **{f"{k}_nonmonotonic": len(a.nonmonotonic) for k, a in found.items()},

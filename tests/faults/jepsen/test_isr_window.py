@@ -1,0 +1,128 @@
+"""The loss window of RF 2 with min.insync.replicas=1, shown, and the setting that closes it.
+
+Cut only the link between a partition's leader and its follower, both still reaching the
+controller quorum: after replica.lag.time.max.ms the ISR shrinks to the leader, and writes are
+acknowledged on that one copy. Losing that copy then loses them, unless the follower may not
+lead (unclean election off: the partition waits for its leader). With min.insync.replicas=2,
+the leader refuses such writes with NOT_ENOUGH_REPLICAS instead.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from confluent_kafka import ElectionType, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic
+
+from support.nemesis import Nemesis
+from support.processes import Apps
+from support.tail import Tail
+from support.waits import wait_until
+
+from .test_partitions import acked_in, isr, leader_and_follower
+from .workload import Workload
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]
+
+
+def leader_of(kafka_cluster, topic: str) -> int | None:
+    try:
+        return kafka_cluster.leader_of(topic, 0)
+    except Exception:  # a partition without a leader may make the request itself fail
+        return None
+
+
+@pytest.mark.parametrize("election", ["clean", "unclean"])
+def test_isr_shrink_then_leader_killed(
+    election: str,
+    kafka_cluster,
+    fresh_topic: str,
+    apps: Apps,
+    tail: Tail,
+    tmp_path,
+    chaos: Nemesis,
+    figures,
+) -> None:
+    """Matrix row 3. Clean: partition 0 waits without a leader until its old leader is back,
+    and nothing is lost. Unclean (the control): the follower is made leader; the writes
+    acknowledged on the old leader's copy alone are lost, and the checker must say so."""
+    leader, follower = leader_and_follower(kafka_cluster, fresh_topic)
+    work = Workload(apps, fresh_topic, tmp_path, tail)
+    work.start()
+    try:
+        chaos.cut(leader, follower)
+        wait_until(lambda: isr(kafka_cluster, fresh_topic) == [leader], 60, "ISR shrink")
+        alone_from = time.monotonic()
+        wait_until(lambda: acked_in(tail, 0, alone_from, time.monotonic()) >= 100, 30, "acks")
+        kafka_cluster.kill(leader)
+        killed = time.monotonic()
+        acked_alone = acked_in(tail, 0, alone_from, killed)
+    finally:
+        chaos.heal()
+    if election == "unclean":
+        partition = TopicPartition(fresh_topic, 0)
+        kafka_cluster.admin.elect_leaders(ElectionType.UNCLEAN, [partition]).result(timeout=30)
+    follower_led = wait_until(  # within 20 s; None if it never did
+        lambda: leader_of(kafka_cluster, fresh_topic) == follower, 20, "", required=False
+    )
+    kafka_cluster.start_missing()
+    back = time.monotonic() - killed
+    kafka_cluster.wait_full_isr(fresh_topic, timeout=120)
+    result, found = work.finish(
+        f"jepsen-3-isr-shrink-then-leader-killed-{election}",
+        acked_on_one_copy=acked_alone,
+        follower_led=follower_led is not None,
+        leader_back_after_s=round(back, 1),
+    )
+    figures.record(result)
+    assert acked_alone >= 100
+    if election == "clean":
+        assert follower_led is None, "the out-of-sync follower led without an unclean election"
+        assert {kind: a.errors() for kind, a in found.items() if a.errors()} == {}
+    else:
+        lost = {kind: len(a.lost) for kind, a in found.items()}
+        assert all(n > 0 for n in lost.values()), f"the checker missed the unclean loss: {lost}"
+        assert all("not in the topic" in a.lost[0] for a in found.values())
+
+
+def test_min_insync_replicas_2_refuses_single_copy_writes(
+    kafka_cluster, apps: Apps, tail: Tail, tmp_path, chaos: Nemesis, figures
+) -> None:
+    """The same cut on a topic with min.insync.replicas=2: once the ISR is the leader alone,
+    writes to that partition are refused with NOT_ENOUGH_REPLICAS, not acknowledged; the
+    producers retry them, and they are acknowledged once the link is back."""
+    topic = f"jepsen-min-isr-2-{time.monotonic_ns()}"
+    created = kafka_cluster.admin.create_topics(
+        [NewTopic(topic, 3, 2, config={"min.insync.replicas": "2"})], request_timeout=15
+    )
+    created[topic].result(timeout=20)
+    kafka_cluster.wait_full_isr(topic, timeout=30)
+    leader, follower = leader_and_follower(kafka_cluster, topic)
+    work = Workload(apps, topic, tmp_path, tail)
+    work.start()
+    refusals: list[str] = []
+    with chaos.window(45):
+        chaos.cut(leader, follower)
+        wait_until(lambda: isr(kafka_cluster, topic) == [leader], 60, "ISR shrink")
+        alone_from = time.monotonic()
+        probe = Producer(  # no retries: the broker's answer itself
+            {"bootstrap.servers": kafka_cluster.bootstrap, "acks": "all", "retries": 0}
+        )
+        for _ in range(3):
+            probe.produce(topic, b"probe", partition=0, on_delivery=lambda e, _: refusals.append(
+                e.name() if e else "acknowledged"
+            ))  # fmt: skip
+        probe.flush(15)
+        time.sleep(5)
+        acked_alone = acked_in(tail, 0, alone_from + 1, time.monotonic())
+    kafka_cluster.wait_full_isr(topic, timeout=120)
+    result, found = work.finish(
+        "jepsen-isr-shrink-min-insync-2",
+        probe_answers="/".join(refusals),
+        acked_on_one_copy=acked_alone,
+    )
+    figures.record(result)
+    assert refusals == [KafkaError(KafkaError.NOT_ENOUGH_REPLICAS).name()] * 3
+    assert acked_alone == 0
+    assert {kind: a.errors() for kind, a in found.items() if a.errors()} == {}
