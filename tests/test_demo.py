@@ -126,6 +126,18 @@ def start_demo(document: dict, tmp_path: Path, **settings: str) -> subprocess.Po
     )
 
 
+def stop_demo(demo: subprocess.Popen) -> None:
+    """After a failure: SIGTERM, for the demo to stop its apps (a SIGKILL would orphan them,
+    each in a process group of its own, holding their metrics ports), then SIGKILL."""
+    if demo.poll() is None:
+        demo.terminate()
+        try:
+            demo.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            demo.kill()
+            demo.wait()
+
+
 @pytest.mark.timeout(240)
 def test_demo_shows_the_seed_log_lines_and_restarts_an_app_that_exits(
     kafka_cluster, tmp_path: Path
@@ -169,9 +181,7 @@ def test_demo_shows_the_seed_log_lines_and_restarts_an_app_that_exits(
         os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C, as a terminal sends it: to the group
         code = demo.wait(timeout=90)
     finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait()
+        stop_demo(demo)
     # Each app got one signal, the demo's SIGTERM, and stopped in order (exit 0): had the
     # terminal's SIGINT reached them too, that SIGTERM would have been a second, aborting one.
     assert code == 0, output.tail()
@@ -225,7 +235,7 @@ def test_demo_names_each_replica_and_says_which_address_is_whose(
     try:
         out, _ = demo.communicate(timeout=100)
     finally:
-        demo.kill()
+        stop_demo(demo)
     assert demo.returncode == 0, out
     internal = re.search(r"the apps connect to the internal listeners (\S+) \(what ", out)
     assert internal, out
