@@ -1,6 +1,6 @@
 """The app services' healthcheck in docker-compose.yml, run against the real endpoint
-(kafka_app/probes on loopback, with checks that pass or fail on demand). No Kafka: these are
-fast."""
+(kafka_app/probes on loopback, with checks that pass or fail on demand), and `make demo`'s
+metrics port per replica (localcluster/metrics_ports). No Kafka: these are fast."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ import pytest
 import yaml
 
 from kafka_app import probe_check, probes
+from localcluster.cluster import LocalCluster
+from localcluster.compose import AppService, load
+from localcluster.errors import ClusterError
+from localcluster.metrics_ports import check_free, environment, lines, plan
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = ["producer", "batch-consumer", "single-consumer"]
@@ -62,3 +66,38 @@ def test_no_endpoint_is_unhealthy(monkeypatch: pytest.MonkeyPatch, capsys) -> No
     assert "/readyz: no answer: " in capsys.readouterr().out
     monkeypatch.delenv("METRICS_PORT")
     assert probe_check.main([]) == 1
+
+
+def test_demo_numbers_replicas_from_the_compose_port_shifted_by_the_offset() -> None:
+    apps = [
+        *load(ROOT / "docker-compose.yml").apps,
+        AppService("any-port", ["python", "x.py"], 1, {"METRICS_PORT": "0"}),
+        AppService("no-port", ["python", "x.py"], 2),
+    ]
+    ports = plan(apps, 600)
+    replicas = [f"{service}-{n}" for service in APPS for n in (1, 2)]
+    assert ports == {replica: 9701 + i for i, replica in enumerate(replicas)}
+    assert environment(ports, "batch-consumer-2") == {
+        "METRICS_PORT": "9704",
+        "METRICS_ADDRESS": "127.0.0.1",
+    }
+    assert environment(ports, "no-port-1") == {}
+    shown = lines(ports)
+    assert len(shown) == 1 + len(ports)
+    assert shown[1].split() == [
+        "producer-1",
+        "http://127.0.0.1:9701/metrics",
+        "(/healthz,",
+        "/readyz)",
+    ]
+
+
+def test_demo_refuses_a_busy_metrics_port_before_starting(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LOCALCLUSTER_HOME", str(tmp_path / "home"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cluster = LocalCluster(say=lambda _: None)
+        with pytest.raises(ClusterError, match=rf"port {port} \(producer-2's metrics\) is already"):
+            check_free(cluster, {"producer-2": port})
