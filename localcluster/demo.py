@@ -3,7 +3,9 @@
 The cluster comes up first, then every service built from our Dockerfile runs with its
 `replicas` count, its environment (``kafka-N:9092`` rewritten to the local cluster's ports) and
 its output prefixed the way Compose prefixes it: ``producer-1  | Message delivered to ...``,
-coloured per service on a terminal, and KAFKA_CLIENT_ID set to that replica name.
+coloured per service on a terminal, and KAFKA_CLIENT_ID set to that replica name. Each
+replica serves its metrics and probes on a loopback port of its own (localcluster/metrics_ports),
+printed once at start.
 A replica that exits is started again as its ``restart:`` policy says (the apps exit with
 status 3 when their Kafka client is stuck, counting on that). Ctrl-C (or SIGTERM) stops the
 apps with SIGTERM, then the cluster.
@@ -20,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from localcluster import metrics_ports
 from localcluster.cluster import ROOT, LocalCluster
 from localcluster.compose import AppService
 from localcluster.nodes import LOOPBACK
@@ -70,6 +73,8 @@ class Apps:
 
     def __init__(self, cluster: LocalCluster) -> None:
         self.cluster = cluster
+        self.services = [app for app in cluster.model.apps if self._present(app)]
+        self.metrics_ports = metrics_ports.plan(self.services, cluster.port_offset)
         self.replicas: list[Replica] = []
         self.pumps: list[threading.Thread] = []
         self.lock = threading.Lock()
@@ -82,10 +87,9 @@ class Apps:
         return True
 
     def start(self) -> None:
-        services = [app for app in self.cluster.model.apps if self._present(app)]
         wanted = [  # app, replica name, the service's colour
             (app, f"{app.service}-{i}", service)
-            for service, app in enumerate(services)
+            for service, app in enumerate(self.services)
             for i in range(1, app.replicas + 1)
         ]
         width = max((len(name) for _, name, _ in wanted), default=0)
@@ -102,6 +106,7 @@ class Apps:
         # their Kafka clients apart. A client id the compose file sets wins, as in Docker.
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "KAFKA_CLIENT_ID": name}
         env.update({key: self.cluster.localize(value) for key, value in app.environment.items()})
+        env.update(metrics_ports.environment(self.metrics_ports, name))
         process = subprocess.Popen(
             command,
             cwd=ROOT,
@@ -198,8 +203,9 @@ def run_demo(cluster: LocalCluster, keep_cluster: bool = False) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
 
+    metrics_ports.check_free(cluster, apps.metrics_ports)
     cluster.up()
-    for line in address_lines(cluster):
+    for line in address_lines(cluster) + metrics_ports.lines(apps.metrics_ports):
         cluster.say(line)
     apps.start()
     if not apps.replicas:

@@ -19,6 +19,7 @@ import yaml
 from localcluster.compose import AppService, load
 from localcluster.demo import PALETTE, coloured, use_colour
 from localcluster.errors import ClusterError
+from support.metrics import WORK_COUNTERS, working
 from support.processes import APP_SETTINGS
 
 pytestmark = pytest.mark.cluster
@@ -111,7 +112,7 @@ def start_demo(document: dict, tmp_path: Path, **settings: str) -> subprocess.Po
     """`demo --keep-cluster` on the compose `document`, its output (stderr too) in a pipe; the
     app settings of this environment and NO_COLOR left out, `settings` added."""
     compose_file = tmp_path / "docker-compose.yml"
-    compose_file.write_text(yaml.safe_dump(document))
+    compose_file.write_text(yaml.safe_dump(document, sort_keys=False))  # services in order
     env = {k: v for k, v in os.environ.items() if not k.startswith((*APP_SETTINGS, "NO_COLOR"))}
     env.update(LOCALCLUSTER_COMPOSE_FILE=str(compose_file), **settings)
     return subprocess.Popen(
@@ -124,6 +125,18 @@ def start_demo(document: dict, tmp_path: Path, **settings: str) -> subprocess.Po
         text=True,
         start_new_session=True,  # a process group of its own, as in a terminal
     )
+
+
+def stop_demo(demo: subprocess.Popen) -> None:
+    """After a failure: SIGTERM, for the demo to stop its apps (a SIGKILL would orphan them,
+    each in a process group of its own, holding their metrics ports), then SIGKILL."""
+    if demo.poll() is None:
+        demo.terminate()
+        try:
+            demo.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            demo.kill()
+            demo.wait()
 
 
 @pytest.mark.timeout(240)
@@ -166,17 +179,34 @@ def test_demo_shows_the_seed_log_lines_and_restarts_an_app_that_exits(
         while missing() and demo.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
         assert not missing(), f"no line for {missing()}; the output ends with:\n{output.tail()}"
+        check_metrics_ports(output, kafka_cluster.local.port_offset)
         os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C, as a terminal sends it: to the group
         code = demo.wait(timeout=90)
     finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait()
+        stop_demo(demo)
     # Each app got one signal, the demo's SIGTERM, and stopped in order (exit 0): had the
     # terminal's SIGINT reached them too, that SIGTERM would have been a second, aborting one.
     assert code == 0, output.tail()
     assert output.has("", "stopping apps (SIGTERM)")
     assert not output.has("", "exiting at once"), output.tail()
+
+
+# "  producer-1        http://127.0.0.1:9101/metrics  (/healthz, /readyz)"
+METRICS_LINE = re.compile(r"^  (\S+) +http://127\.0\.0\.1:(\d+)/metrics  \(/healthz, /readyz\)$")
+
+
+def check_metrics_ports(output: Output, offset: int) -> None:
+    """Each replica serving metrics got a port of its own, 9101 on, shifted by the offset (the
+    flaky app sets no METRICS_PORT), printed once; each answers there, working, within 60 s."""
+    ports = {m[1]: int(m[2]) for line in output.lines if (m := METRICS_LINE.match(line))}
+    replicas = [f"{service}-{n}" for service in WORK_COUNTERS for n in (1, 2)]  # in file order
+    assert ports == {r: 9101 + i + offset for i, r in enumerate(replicas)}, output.tail(80)
+    assert sum("metrics and probes of each replica" in line for line in output.lines) == 1
+    deadline = time.monotonic() + 60
+    for replica, port in ports.items():
+        while (problem := working(replica, f"http://127.0.0.1:{port}")) is not None:
+            assert time.monotonic() < deadline, problem
+            time.sleep(0.5)
 
 
 def test_prefix_colours_cycle_compose_palette_per_service() -> None:
@@ -225,7 +255,7 @@ def test_demo_names_each_replica_and_says_which_address_is_whose(
     try:
         out, _ = demo.communicate(timeout=100)
     finally:
-        demo.kill()
+        stop_demo(demo)
     assert demo.returncode == 0, out
     internal = re.search(r"the apps connect to the internal listeners (\S+) \(what ", out)
     assert internal, out

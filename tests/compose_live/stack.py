@@ -38,6 +38,14 @@ LOG_LINE = re.compile(r"^(?P<service>[\w.-]+?)-(?P<replica>\d+)\s+\| (?P<time>\S
 DELIVERED = re.compile(r"Message delivered to (?P<topic>\S+) \[(?P<p>\d+)\] @ (?P<o>\d+)")
 
 
+# Prints what 127.0.0.1:$METRICS_PORT<argv[1]> answers; a 503 raises, so exits 1.
+SCRAPE = (
+    "import os, sys, urllib.request; port = os.environ['METRICS_PORT']; "
+    "url = f'http://127.0.0.1:{port}{sys.argv[1]}'; "
+    "sys.stdout.write(urllib.request.urlopen(url, timeout=10).read().decode())"
+)
+
+
 def timestamp(value: str) -> datetime.datetime:
     """Docker's RFC 3339 time with nanoseconds, to a datetime (microseconds)."""
     head, _, frac = value.rstrip("Z").partition(".")
@@ -100,6 +108,11 @@ class Stack:
                 )
             )
         return sorted(found, key=lambda c: (c.service, c.number))
+
+    def scrape(self, container: Container, path: str = "/metrics") -> str:
+        """`path` of the container's metrics endpoint, asked from inside the container with
+        the image's Python: the port is not published, and the traffic stays in the engine."""
+        return self.docker("exec", container.id, "python", "-c", SCRAPE, path, timeout=30)
 
     def inspect(self, container: Container) -> dict[str, Any]:
         return json.loads(self.docker("inspect", container.id))[0]

@@ -31,10 +31,11 @@ from localcluster import admin
 from localcluster.nodes import port_in_use
 from standins import images
 from standins.__main__ import ensure_all
+from support.metrics import WORK_COUNTERS, samples
 from support.processes import Apps
 from support.records import TopicContent, read_records
 
-from .stack import DELIVERED, ROOT, Stack, timestamp
+from .stack import DELIVERED, ROOT, Container, Stack, timestamp
 
 pytestmark = pytest.mark.compose
 
@@ -210,6 +211,64 @@ def test_kafka_init_exits_0_and_the_topic_has_its_shape(live: Live) -> None:
     # The dead-letter topic, shaped alike.
     dead_letters = admin.topic_partitions(admin.admin_client(BOOTSTRAP), f"{TOPIC}.dlq")
     assert [len(p.replicas) for p in dead_letters] == [2, 2, 2], dead_letters
+
+
+def test_every_app_container_gets_healthy_through_its_probes(live: Live) -> None:
+    """The apps' healthcheck (kafka_app/probe_check: /healthz and /readyz answer 200) passes in
+    every replica; how long after its container started each was first seen healthy."""
+    stack = live.stack
+    healthy_after: dict[str, float] = {}
+
+    def app_containers() -> list[Container]:
+        return [c for c in stack.containers() if c.service in APPS]
+
+    def all_healthy() -> bool:
+        now = datetime.datetime.now(datetime.UTC)
+        for c in app_containers():
+            if c.health == "healthy" and c.name not in healthy_after:
+                started = (now - timestamp(c.state["StartedAt"])).total_seconds()
+                healthy_after[c.name] = round(started, 1)
+        return len(healthy_after) == 2 * len(APPS)
+
+    try:
+        stack.wait(all_healthy, 180, "every app container healthy")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; {probe_outputs(stack, app_containers())}") from None
+    outputs = probe_outputs(stack, app_containers())
+    assert all("/readyz: ok" in said for said in outputs.values()), outputs
+    live.record(
+        apps_healthy_after_start_s=healthy_after,
+        apps_healthy_max_s=max(healthy_after.values()),
+    )
+
+
+def probe_outputs(stack: Stack, containers: list[Container]) -> dict[str, str]:
+    """Each container's health status and what its last healthcheck printed."""
+    found = {}
+    for container in containers:
+        health = stack.inspect(container)["State"].get("Health") or {}
+        last = (health.get("Log") or [{}])[-1].get("Output", "").strip().replace("\n", "; ")
+        found[container.name] = f"{health.get('Status')}: {last}"
+    return found
+
+
+def test_metrics_inside_the_containers_show_the_work_counters_moving(live: Live) -> None:
+    """/metrics of replica 1 of each app, scraped inside its container, names its client and
+    shows its work counter growing (the batch consumer counts once per 30 s window)."""
+    stack = live.stack
+    grown = {}
+    for service in APPS:
+        (container, *_) = stack.containers(service)
+        counter = WORK_COUNTERS[service]
+        first = samples(stack.scrape(container))
+        assert first.get(f'kafka_client_brokers_up{{client_id="{container.name}"}}', 0) >= 1, first
+        before = first[counter]
+        grown[container.name] = stack.wait(
+            lambda: samples(stack.scrape(container))[counter] > before,  # noqa: B023 (called now)
+            90,
+            f"{counter} of {container.name} to grow past {before:g}",
+        )
+    live.record(work_counter_grew_after_s={name: round(s, 1) for name, s in grown.items()})
 
 
 def test_seed_lines_come_from_both_replicas_of_every_app(live: Live) -> None:
