@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-import urllib.error
-import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from .kafka_tools import java_tool
+from .metrics import get
 from .processes import App
 from .waits import wait_until
 
@@ -36,12 +35,8 @@ def metrics_port(app: App, timeout: float = 30) -> int:
 
 
 def probe(port: int, path: str, timeout: float = 5) -> tuple[int, str]:
-    """(HTTP status, body) of GET ``path``."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+    """(HTTP status, body) of GET ``path``; status 0 if nothing answers."""
+    return get(f"http://127.0.0.1:{port}{path}", timeout)
 
 
 def scrape(port: int) -> Samples:
