@@ -13,6 +13,7 @@ from localcluster import admin, status_view
 from localcluster.cluster import DEFAULT_HOME, LocalCluster
 from localcluster.errors import ClusterError
 from localcluster.status import gather
+from localcluster.watch import count, seconds, watch
 
 # The apps' own default groups: importing kafka_app.settings starts no thread and does no I/O.
 GROUPS = [DEFAULT_BATCH_GROUP_ID, DEFAULT_SINGLE_GROUP_ID]
@@ -65,6 +66,8 @@ def cmd_status(cluster: LocalCluster, args: argparse.Namespace) -> int:
     out = status_view.console()
     # Named groups are shown alone; otherwise the apps' groups, and any other reading the topic.
     groups, list_all = (args.group, False) if args.group else (GROUPS, True)
+    if args.watch:
+        return watch(cluster, out, groups, list_all, args.interval, args.iterations)
     client = admin.admin_client(cluster.bootstrap)
     snapshot = gather(cluster, client, cluster.quorum, groups, list_all)
     out.print(status_view.render(snapshot))
@@ -92,6 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         help="consumer group to show, repeatable (default: the apps' groups and every group"
         " with a member reading the topic)",
+    )
+    status.add_argument("--watch", action="store_true", help="refresh the view until Ctrl-C")
+    status.add_argument(
+        "--interval", type=seconds, default=2.0, help="seconds between refreshes (default 2)"
+    )
+    status.add_argument(
+        "--iterations", type=count, metavar="N", help="with --watch, stop after N refreshes"
     )
     kill = sub.add_parser("kill", help="SIGKILL one node, as a crash would")
     kill.add_argument("node", type=int, help="node id (0, 1 or 2)")
