@@ -70,7 +70,7 @@ def cmd_status(cluster: LocalCluster, args: argparse.Namespace) -> int:
         return watch(cluster, out, groups, list_all, args.interval, args.iterations)
     client = admin.admin_client(cluster.bootstrap)
     snapshot = gather(cluster, client, cluster.quorum, groups, list_all)
-    out.print(status_view.render(snapshot))
+    status_view.show(out, status_view.render(snapshot))
     return 1 if snapshot.failed else 0
 
 

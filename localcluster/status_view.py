@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -23,7 +23,14 @@ def console() -> Console:
     return out
 
 
-def render(snapshot: Snapshot, footer: str | None = None) -> Group:
+def show(out: Console, parts: list[RenderableType]) -> None:
+    """Prints the parts of a view as a terminal shows them: a line longer than the console is
+    not broken (the terminal wraps it, a pipe keeps it whole), while tables fit the width."""
+    for part in parts:
+        out.print(part, soft_wrap=isinstance(part, Text))
+
+
+def render(snapshot: Snapshot, footer: str | None = None) -> list[RenderableType]:
     """Everything the snapshot holds, top to bottom, and `footer` last."""
     parts: list[RenderableType] = [Text(f"Status of {snapshot.describe}")]
     if snapshot.unreachable:
@@ -46,7 +53,7 @@ def render(snapshot: Snapshot, footer: str | None = None) -> Group:
     parts += [Text(problem, style=RED) for problem in snapshot.problems]
     if footer:
         parts.append(Text(footer, style="dim"))
-    return Group(*parts)
+    return parts
 
 
 def broker_table(snapshot: Snapshot) -> Table:

@@ -10,13 +10,13 @@ import argparse
 import itertools
 import time
 
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 
 from localcluster import admin
 from localcluster.cluster import LocalCluster, Quorum
 from localcluster.status import gather
-from localcluster.status_view import render
+from localcluster.status_view import render, show
 
 # Each ask of the quorum starts a JVM (MetadataQuorumCommand, about 1.5 s of a core): on every
 # 2 s refresh that would load the machine the brokers run on, while a leader changes seldom.
@@ -61,7 +61,7 @@ class Watcher:
         self.quorum = QuorumCache(cluster, max(interval, QUORUM_EVERY), QUORUM_TIMEOUT)
         self.client = admin.admin_client(cluster.bootstrap)
 
-    def refresh(self) -> Group:
+    def refresh(self) -> list[RenderableType]:
         started = time.monotonic()
         snapshot = gather(
             self.cluster, self.client, self.quorum.get, self.groups, self.list_all, ADMIN_TIMEOUT
@@ -95,12 +95,12 @@ def watch(
             with Live(console=out, auto_refresh=False) as live:
                 for n in refreshes:
                     started = time.monotonic()
-                    live.update(watcher.refresh(), refresh=True)
+                    live.update(Group(*watcher.refresh()), refresh=True)
                     pause(n, iterations, started, interval)
         else:
             for n in refreshes:
                 started = time.monotonic()
-                out.print(watcher.refresh())
+                show(out, watcher.refresh())
                 out.print()
                 pause(n, iterations, started, interval)
     except KeyboardInterrupt:
