@@ -5,7 +5,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv jars lint test test-faults test-compose standins demo bench up down status clean
+.PHONY: help venv jars lint test test-faults test-compose standins demo bench up down status watch \
+        clean
 
 help:
 	@echo "make demo         cluster + 2 producers + batch and single consumers (Ctrl-C stops)"
@@ -14,6 +15,7 @@ help:
 	@echo "make test-compose only the live docker compose test (needs a Docker engine)"
 	@echo "make bench        benchmarks against Apache Kafka's own tools"
 	@echo "make up|down|status  the local cluster alone"
+	@echo "make watch        the status, group lag and members, refreshed until Ctrl-C"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +69,9 @@ down: venv
 
 status: venv
 	$(PY) -m localcluster status
+
+watch: venv
+	$(PY) -m localcluster status --watch
 
 clean: venv
 	$(PY) -m localcluster down --wipe

@@ -360,8 +360,8 @@ class LocalCluster:
 
     # --- status -------------------------------------------------------------------------------
 
-    def quorum(self) -> Quorum:
-        """The controller quorum, from Kafka's own MetadataQuorumCommand."""
+    def quorum(self, timeout: float = 60) -> Quorum:
+        """The controller quorum, from Kafka's own MetadataQuorumCommand, within `timeout` s."""
         command = [
             jars.require_java(), "-cp", f"{self.lib()}/*",
             f"-Dlog4j2.configurationFile={Path(__file__).with_name('log4j2.xml')}",
@@ -369,9 +369,13 @@ class LocalCluster:
             "--bootstrap-server", self.bootstrap, "describe", "--status",
         ]  # fmt: skip
         try:
-            run = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+            run = subprocess.run(
+                command, capture_output=True, text=True, timeout=timeout, check=False
+            )
         except subprocess.TimeoutExpired:
-            raise ClusterError("MetadataQuorumCommand did not answer within 60 s") from None
+            raise ClusterError(
+                f"MetadataQuorumCommand did not answer within {timeout:g} s"
+            ) from None
         if run.returncode != 0:
             raise ClusterError(f"MetadataQuorumCommand failed: {run.stderr.strip()[-500:]}")
         fields = dict(line.split(":", 1) for line in run.stdout.splitlines() if ":" in line)
