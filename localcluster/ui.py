@@ -39,11 +39,11 @@ def run_ui(cluster: LocalCluster) -> NoReturn:
     """Replaces this process with kaskade, once a broker answers: with none, kaskade shows an
     empty table marked "Not Updated", and no error, for as long as it runs."""
     bootstrap = bootstrap_servers(cluster)
-    command = kaskade_command(bootstrap)
     try:
         admin.registered_brokers(admin.admin_client(bootstrap))
     except Exception:
         raise ClusterError(
             f"no Kafka broker answers at {bootstrap}: run `make up` or `make demo` first"
         ) from None
+    command = kaskade_command(bootstrap)
     os.execv(command[0], command)
