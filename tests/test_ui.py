@@ -19,8 +19,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -50,7 +50,10 @@ class Terminal:
     after the command exits, so its last words can be read."""
 
     def __init__(self, command: list[str], env: dict[str, str], log: Path) -> None:
-        self.server = f"kaskade-test-{uuid.uuid4().hex[:8]}"
+        # Its socket in a directory of its own, short (a socket path has at most 107 bytes),
+        # and removed at the end: tmux leaves the file behind when its server exits.
+        self.dir = Path(tempfile.mkdtemp(prefix="kaskade-test-"))
+        self.socket = str(self.dir / "tmux")
         self.log = log
         self.tmux(
             "start-server", ";", "set-option", "-g", "remain-on-exit", "on", ";",
@@ -61,7 +64,7 @@ class Terminal:
     def tmux(self, *args: str, env: dict[str, str] | None = None) -> str:
         # -f /dev/null: the user's ~/.tmux.conf cannot change the size, keys or status line.
         result = subprocess.run(
-            ["tmux", "-f", "/dev/null", "-L", self.server, *args],
+            ["tmux", "-f", "/dev/null", "-S", self.socket, *args],
             env=env,
             capture_output=True,
             text=True,
@@ -102,7 +105,8 @@ class Terminal:
             time.sleep(0.2)
 
     def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.server, "kill-server"], capture_output=True, timeout=10)
+        subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True, timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def visible(screen: str) -> str:
