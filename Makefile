@@ -5,8 +5,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv jars lint test test-faults test-compose standins demo bench up down status watch \
-        clean
+.PHONY: help venv jars lint test test-faults test-compose standins demo ui bench up down status \
+        watch chaos clean
 
 help:
 	@echo "make demo         cluster + 2 producers + batch and single consumers (Ctrl-C stops)"
@@ -14,6 +14,7 @@ help:
 	@echo "make test-faults  only the fault-injection scenarios"
 	@echo "make test-compose only the live docker compose test (needs a Docker engine)"
 	@echo "make bench        benchmarks against Apache Kafka's own tools"
+	@echo "make ui           kaskade, a terminal view of topics, groups and lag (start a cluster first)"
 	@echo "make up|down|status  the local cluster alone"
 	@echo "make watch        the status, group lag and members, refreshed until Ctrl-C"
 
@@ -30,6 +31,12 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	touch $(BENCH_STAMP)
 
+# kaskade for `make ui` and its test (tests/test_ui.py), kept out of the apps' venv setup.
+UI_STAMP := $(VENV)/.installed-ui
+$(UI_STAMP): $(STAMP) requirements-ui.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-ui.txt
+	touch $(UI_STAMP)
+
 jars: venv
 	$(PY) -m localcluster jars
 
@@ -37,7 +44,8 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint jars
+# The UI stamp: tests/test_ui.py drives kaskade, and CI runs `make test` on a fresh clone.
+test: lint jars $(UI_STAMP)
 	$(PY) -m pytest
 
 test-faults: jars
@@ -60,6 +68,11 @@ bench: jars $(BENCH_STAMP)
 
 demo: jars
 	$(PY) -m localcluster demo
+
+# On the cluster of `make up` or `make demo` (its remembered port offset included), or on
+# KAFKA_BOOTSTRAP_SERVERS when set; says so and stops if no broker answers.
+ui: $(UI_STAMP)
+	$(PY) -m localcluster ui
 
 up: jars
 	$(PY) -m localcluster up

@@ -1,4 +1,4 @@
-"""python -m localcluster up | down [--wipe] | status | env | kill NODE | demo | jars"""
+"""python -m localcluster up | down [--wipe] | status | env | kill NODE | demo | ui | jars"""
 
 from __future__ import annotations
 
@@ -62,6 +62,12 @@ def cmd_demo(cluster: LocalCluster, args: argparse.Namespace) -> int:
     return run_demo(cluster, keep_cluster=args.keep_cluster)
 
 
+def cmd_ui(cluster: LocalCluster, args: argparse.Namespace) -> int:
+    from localcluster.ui import run_ui
+
+    return run_ui(cluster)
+
+
 def cmd_status(cluster: LocalCluster, args: argparse.Namespace) -> int:
     out = status_view.console()
     # Named groups are shown alone; otherwise the apps' groups, and any other reading the topic.
@@ -108,12 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="bring the cluster up and run the app services")
     demo.add_argument("--keep-cluster", action="store_true", help="leave the cluster running")
     sub.add_parser("env", help="shell lines pointing the scripts at this cluster (for eval)")
+    sub.add_parser("ui", help="kaskade's terminal view: topics, groups, members and lag")
     sub.add_parser("jars", help="resolve Kafka's jars and print their folder")
     args = parser.parse_args(argv)
 
     commands = {
         "up": cmd_up, "down": cmd_down, "status": cmd_status, "env": cmd_env,
-        "kill": cmd_kill, "demo": cmd_demo, "jars": cmd_jars,
+        "kill": cmd_kill, "demo": cmd_demo, "ui": cmd_ui, "jars": cmd_jars,
     }  # fmt: skip
     try:
         return commands[args.command](LocalCluster(say=say), args)
