@@ -17,6 +17,7 @@ help:
 	@echo "make ui           kaskade, a terminal view of topics, groups and lag (start a cluster first)"
 	@echo "make up|down|status  the local cluster alone"
 	@echo "make watch        the status, group lag and members, refreshed until Ctrl-C"
+	@echo "make chaos        DURATION=10m SEED=42: random faults under the demo's load, then a check (root)"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +66,14 @@ standins: jars
 BENCH_ARGS ?= --profile
 bench: jars $(BENCH_STAMP)
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# The workload of the demo under a seeded random schedule of faults (tests/faults/jepsen), then
+# the checker; root only (per-node uids, nftables). CI runs it for 180 s.
+DURATION ?= 10m
+SEED     ?= 42
+chaos: jars
+	CHAOS_DURATION=$(DURATION) CHAOS_SEED=$(SEED) $(PY) -m pytest -s -p no:cacheprovider \
+		tests/faults/jepsen/test_chaos.py
 
 demo: jars
 	$(PY) -m localcluster demo
