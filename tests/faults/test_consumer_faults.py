@@ -31,6 +31,9 @@ MESSAGES = 150
 # librdkafka's session.timeout.ms default: how long the group waits for a member that stopped
 # heartbeating (a crashed one) before its partitions are given to someone else.
 SESSION_TIMEOUT_S = 45.0
+# The consumer group protocols: classic, and KIP-848's (Kafka 4), whose session is the broker's
+# group.consumer.session.timeout.ms, 45 s too.
+PROTOCOLS = ("classic", "consumer")
 RECEIVED = re.compile(r"^INFO:root:(?:Batch|Single)Consumer received: (.*)$", re.M)
 COMMITTED = "INFO:root:Committed batch of "
 
@@ -84,6 +87,7 @@ def interrupt_and_restart(
     tmp_path: Path,
     figures,
     scenario: str,
+    protocol: str = "classic",
 ) -> dict[str, dict]:
     """Both consumers (own groups) get `sig` in the middle of their work, then restart.
 
@@ -94,7 +98,8 @@ def interrupt_and_restart(
     """
     contents = produce(apps, topic, MESSAGES, tmp_path)
     groups = {kind: unique(kind) for kind in KINDS}
-    first = {kind: start(apps, kind, f"{kind}-1", topic, groups[kind]) for kind in KINDS}
+    protocol_flag = ("--group-protocol", protocol)
+    first = {k: start(apps, k, f"{k}-1", topic, groups[k], *protocol_flag) for k in KINDS}
     stamps = {kind: tail.follow(first[kind].log_path, received_line) for kind in KINDS}
 
     def ready(kind: str, log: str, seen: int) -> bool:
@@ -120,7 +125,7 @@ def interrupt_and_restart(
     first_codes = {kind: first[kind].wait(60) for kind in KINDS}
     first_logs = {kind: first[kind].log() for kind in KINDS}
 
-    second = {kind: start(apps, kind, f"{kind}-2", topic, groups[kind]) for kind in KINDS}
+    second = {k: start(apps, k, f"{k}-2", topic, groups[k], *protocol_flag) for k in KINDS}
     for kind in KINDS:
         stamps[kind] = (stamps[kind], tail.follow(second[kind].log_path, received_line))
 
@@ -204,13 +209,24 @@ def check_common(outcome: dict[str, dict]) -> None:
 
 @pytest.mark.faults
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_consumer_crash_redelivers_only_the_uncommitted(
-    kafka_cluster, fresh_topic: str, apps: Apps, tail: Tail, figures, tmp_path: Path
+    protocol: str, kafka_cluster, fresh_topic: str, apps: Apps, tail: Tail, figures, tmp_path: Path
 ) -> None:
     """SIGKILL mid-batch / mid-message, restart: every message processed at least once; the
-    duplicates are exactly the crashed, uncommitted batch (<= batch size), <= 1 for single."""
+    duplicates are exactly the crashed, uncommitted batch (<= batch size), <= 1 for single.
+    Under both group protocols: classic, and KIP-848's consumer protocol."""
+    scenario = "consumer-crash" + ("" if protocol == "classic" else "-kip848")
     outcome = interrupt_and_restart(
-        kafka_cluster, apps, tail, fresh_topic, signal.SIGKILL, tmp_path, figures, "consumer-crash"
+        kafka_cluster,
+        apps,
+        tail,
+        fresh_topic,
+        signal.SIGKILL,
+        tmp_path,
+        figures,
+        scenario,
+        protocol,
     )
 
     check_common(outcome)
@@ -257,8 +273,9 @@ def test_consumer_sigterm_finishes_and_commits_the_batch(
 
 @pytest.mark.faults
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_rebalance_join_and_graceful_leave(
-    kafka_cluster, fresh_topic: str, apps: Apps, tail: Tail, figures, tmp_path: Path
+    protocol: str, kafka_cluster, fresh_topic: str, apps: Apps, tail: Tail, figures, tmp_path: Path
 ) -> None:
     """A second consumer joins each group mid-stream, then the first leaves with SIGTERM:
     nothing is lost, and neither the join nor the graceful leave causes a duplicate."""
@@ -275,7 +292,8 @@ def test_rebalance_join_and_graceful_leave(
     )
     groups = {kind: unique(f"{kind}-rebalance") for kind in KINDS}
     starter = {"batch": apps.batch_consumer, "single": apps.single_consumer}
-    members = {kind: [starter[kind](f"{kind}-a", topic, groups[kind])] for kind in KINDS}
+    flag = ("--group-protocol", protocol)
+    members = {kind: [starter[kind](f"{kind}-a", topic, groups[kind], *flag)] for kind in KINDS}
     processed = {kind: [tail.follow(tmp_path / f"{kind}-a.processed")] for kind in KINDS}
     running = [producer, *(m for ms in members.values() for m in ms)]
 
@@ -284,7 +302,7 @@ def test_rebalance_join_and_graceful_leave(
 
     wait_until(lambda: all(count(k, 0) >= 200 for k in KINDS), 60, "200 processed", running)
     for kind in KINDS:
-        members[kind].append(starter[kind](f"{kind}-b", topic, groups[kind]))
+        members[kind].append(starter[kind](f"{kind}-b", topic, groups[kind], *flag))
         processed[kind].append(tail.follow(tmp_path / f"{kind}-b.processed"))
     running += [members[k][1] for k in KINDS]
     joined_at = {kind: count(kind, 0) for kind in KINDS}
@@ -323,7 +341,7 @@ def test_rebalance_join_and_graceful_leave(
         }
     record(
         figures,
-        "rebalance",
+        "rebalance" + ("" if protocol == "classic" else "-kip848"),
         outcome,
         sent=producer_summary(producer.log())["sent"],
         acked=len(acked),

@@ -15,6 +15,7 @@ consumer = Consumer(
         "group.id": group,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
+        "session.timeout.ms": 6000,  # a killed one's partitions move on in 6 s, not 45
     }
 )
 consumer.subscribe([topic])

@@ -45,12 +45,10 @@ class Nemesis:
         ports = cluster.ports()
         self.uids = {node.node_id: node.uid for node in cluster.nodes}
         assert None not in self.uids.values(), "start the cluster with LOCALCLUSTER_NODE_UID_BASE"
-        self.peer_ports: dict[int, list[int]] = {}
-        self.client_ports: dict[int, list[int]] = {}
+        self.listeners: dict[int, dict[str, int]] = {}  # node -> listener name -> port
         for node in cluster.nodes:
-            for port, what in listening_ports(node.broker, ports).items():
-                kind = self.peer_ports if what.split()[-1] in PEER_LISTENERS else self.client_ports
-                kind.setdefault(node.node_id, []).append(port)
+            named = listening_ports(node.broker, ports).items()
+            self.listeners[node.node_id] = {what.split()[-1]: port for port, what in named}
         self.rules: list[str] = []
 
     # --- rules ----------------------------------------------------------------------------
@@ -59,11 +57,15 @@ class Nemesis:
         listed = ", ".join(map(str, sorted(ports)))
         return f"meta skuid {uid} tcp dport {{ {listed} }} {extra}drop"
 
-    def cut(self, a: int, b: int, one_way: bool = False) -> None:
-        """Node ``a`` can no longer reach node ``b`` (nor ``b`` reach ``a``, unless one way)."""
-        rules = [self._drop(self.uids[a], self.peer_ports[b])]
+    def ports(self, node: int, listeners: tuple[str, ...]) -> list[int]:
+        return [self.listeners[node][name] for name in listeners]
+
+    def cut(self, a: int, b: int, one_way: bool = False, listeners=PEER_LISTENERS) -> None:
+        """Node ``a`` can no longer reach node ``b`` (nor ``b`` reach ``a``, unless one way).
+        ``listeners=("INTERNAL",)`` cuts replication only: both still reach the controllers."""
+        rules = [self._drop(self.uids[a], self.ports(b, listeners))]
         if not one_way:
-            rules.append(self._drop(self.uids[b], self.peer_ports[a]))
+            rules.append(self._drop(self.uids[b], self.ports(a, listeners)))
         self._add(rules)
 
     def isolate(self, node: int) -> None:
@@ -74,13 +76,14 @@ class Nemesis:
 
     def cut_client(self, uid: int, node: int) -> None:
         """A client running as ``uid`` can no longer reach the node's client listener."""
-        self._add([self._drop(uid, self.client_ports[node])])
+        self._add([self._drop(uid, self.ports(node, ("EXTERNAL",)))])
 
     def lossy(self, percent: int) -> None:
         """Drop ``percent`` % of the packets between nodes, at random, both ways."""
         chance = f"numgen random mod 100 < {percent} "
         pairs = [(a, b) for a in self.uids for b in self.uids if a != b]
-        self._add([self._drop(self.uids[a], self.peer_ports[b], chance) for a, b in pairs])
+        drops = [self._drop(self.uids[a], self.ports(b, PEER_LISTENERS), chance) for a, b in pairs]
+        self._add(drops)
 
     def _add(self, rules: list[str]) -> None:
         self.rules += rules

@@ -97,6 +97,8 @@ def test_control_a_consumer_that_commits_before_processing_loses_records(
     assert producer.wait(120) == 0
     acked = read_records(tmp_path / "producer.acked")
     env = app_env(kafka_cluster.bootstrap, fresh_topic)
+    short_session = tmp_path / "short-session.properties"  # a killed member leaves in 6 s
+    short_session.write_text("session.timeout.ms=6000\n")
     wanted = {r[2] for r in acked}
     found = {}
     for kind in ("commit-first", "single"):
@@ -104,7 +106,8 @@ def test_control_a_consumer_that_commits_before_processing_loses_records(
 
         def start(kind: str = kind, group: str = group, log=log):
             if kind == "single":
-                return apps.single_consumer(kind, fresh_topic, group, "--process-delay", 0.05)
+                fast = ("--client-properties", short_session, "--process-delay", 0.05)
+                return apps.single_consumer(kind, fresh_topic, group, *fast)
             script = "tests/support/commit_first_consumer.py"
             return apps.launch(
                 script, kind, kafka_cluster.bootstrap, fresh_topic, group, log, env=env

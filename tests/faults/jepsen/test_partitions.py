@@ -16,6 +16,8 @@ from support.waits import wait_until
 from .workload import Workload
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]
+# Only the replication link: both brokers still reach the controller quorum (on CONTROLLER).
+REPLICATION = ("INTERNAL",)
 REPLICA_LAG_S = 30.0  # replica.lag.time.max.ms: a follower silent this long leaves the ISR
 
 
@@ -44,7 +46,7 @@ def test_leader_follower_link_cut_shrinks_the_isr_and_loses_nothing(
     work = Workload(apps, fresh_topic, tmp_path, tail)
     work.start()
     with chaos.window(45):
-        chaos.cut(leader, follower)
+        chaos.cut(leader, follower, listeners=REPLICATION)
         shrunk = wait_until(lambda: isr(kafka_cluster, fresh_topic) == [leader], 60, "ISR shrink")
         alone_from = time.monotonic()
     acked_alone = acked_in(tail, 0, alone_from, time.monotonic())  # on the leader's copy alone

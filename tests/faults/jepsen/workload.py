@@ -59,9 +59,9 @@ class Workload:
                 )
                 for n in range(1, replicas + 1)
             ]
-            for consumer in self.consumers[kind]:  # when the group processed, for its stalls
+            for consumer in self.consumers[kind]:  # when the group processed each partition
                 processed = self.tmp / f"{consumer.name}.processed"
-                self.tail.follow(processed, lambda line, kind=kind: kind if line else None)
+                self.tail.follow(processed, lambda line, kind=kind: f"{kind} {partition_of(line)}")
         for n in range(1, self.producers + 1):
             name = f"producer-{n}"
             acked = self.tmp / f"{name}.acked"
@@ -114,7 +114,8 @@ class Workload:
             times = [t for f in self.tail.files for t in f.times(key)]
             return round(longest_gap(times, self.begun, stopped)[0], 1)
 
-        stall = max(gap(str(p)) for p in {r[0] for r in acked})  # a partition without acks
+        partitions = {r[0] for r in acked}
+        stall = max(gap(str(p)) for p in partitions)  # a partition without acknowledgements
         figures = Figures(
             scenario,
             acked=len(acked),
@@ -124,7 +125,10 @@ class Workload:
             duplicates=sum(len(a.duplicate) for a in found.values()),
             longest_stall_s=stall,
             extra={
-                **{f"{k}_processing_stall_s": gap(k) for k in found},
+                **{
+                    f"{k}_processing_stall_s": max(gap(f"{k} {p}") for p in partitions)
+                    for k in found
+                },
                 **{f"{k}_redelivered": a.redelivered_total for k, a in found.items()},
                 **{f"{k}_poll_skips": len(a.poll_skip) for k, a in found.items()},
                 **{f"{k}_nonmonotonic": len(a.nonmonotonic) for k, a in found.items()},
