@@ -235,8 +235,9 @@ def _say(message: str) -> None:
 
 
 def worker_env() -> dict[str, str]:
-    """The app reads KAFKA_*, BATCH_* ... from the environment: give it none of ours."""
-    prefixes = ("KAFKA_", "BATCH_", "PRODUCER_", "SINGLE_", "LOG_LEVEL")
+    """The app reads KAFKA_*, BATCH_* ... from the environment: give it none of ours (a
+    METRICS_PORT of ours would turn metrics on in every run, and the metrics-off runs with it)."""
+    prefixes = ("KAFKA_", "BATCH_", "PRODUCER_", "SINGLE_", "LOG_", "METRICS_", "LIVENESS_", "MAX_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("PYTHONPATH", None)
