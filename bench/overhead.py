@@ -15,11 +15,16 @@ ratio on ÷ off; the report gives the median ratio and the range of ratios as th
 from __future__ import annotations
 
 import statistics
+import sys
 import threading
+import time
+import timeit
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from bench.common import emit
 
 ROWS = ("producer", "batch", "single")
 TOLERANCE = 0.05  # on may be at most this much slower than off
@@ -84,6 +89,63 @@ class Scraper:
 
 
 # --------------------------------------------------------------------------------------------
+# What "on" adds, without Kafka: ``python -m bench.overhead`` (a worker, as bench.ours is)
+# --------------------------------------------------------------------------------------------
+
+
+def unit_costs() -> dict[str, float]:
+    """The work metrics add, timed in a quiet loop rather than through a cluster's noise: a
+    timed delivery report's extra nanoseconds, and the CPU milliseconds of one scrape of a
+    consumer's endpoint (the real probes.serve; this process is client and server both, so
+    it is an upper bound)."""
+    import argparse
+
+    from confluent_kafka import Message
+
+    import producer
+    from kafka_app import metrics, probes
+    from kafka_app.at_least_once import StopWhen
+    from kafka_app.client_health import ClientHealth
+    from kafka_app.lifecycle import RecordLog
+
+    message = Message(topic="t", partition=0, offset=0, key=b"k", value=b"v", latency=0.004)
+    report_s = {}
+    for timed in (False, True):
+        tracker = producer.DeliveryTracker(True, RecordLog(None), timed=timed)
+        times = timeit.repeat(lambda t=tracker: t(None, message), number=100_000, repeat=7)
+        report_s[timed] = min(times) / 100_000
+
+    health = ClientHealth()
+    stop_when = StopWhen(threading.Event(), health)
+    dead_letters = argparse.Namespace(poison=0, written=0)
+    port = probes.serve(
+        "127.0.0.1",
+        0,
+        [
+            metrics.Metrics(lambda: metrics.client_metrics(health)),
+            metrics.Metrics(lambda: metrics.consumer_metrics(stop_when, dead_letters, health)),
+        ],
+        probes.liveness(health, stop_when.heartbeat, 60),
+        probes.readiness(health, "consumer"),
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+    urllib.request.urlopen(url, timeout=5).read()  # warm
+    scrapes, started = 50, time.process_time()
+    for _ in range(scrapes):
+        urllib.request.urlopen(url, timeout=5).read()
+    return {
+        "report_ns": report_s[False] * 1e9,
+        "timed_report_ns": report_s[True] * 1e9,
+        "scrape_ms": (time.process_time() - started) * 1e3 / scrapes,
+    }
+
+
+def main() -> int:
+    emit(**unit_costs())
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------------
 
@@ -145,6 +207,10 @@ def _verdict(within: bool | None) -> str:
     return {True: "yes", False: "**NO**", None: "n/a"}[within]
 
 
+def _noisy(ratios: list[float]) -> str:
+    return " (noisy)" if ratios and max(ratios) - min(ratios) > 2 * TOLERANCE else ""
+
+
 def table(results: dict[str, list[dict]]) -> str:
     rows = [
         "| Row | Off msg/s | On msg/s | On ÷ off (spread) | Within 5% | CPU µs/msg off → on"
@@ -157,7 +223,7 @@ def table(results: dict[str, list[dict]]) -> str:
         scraped = _span(entry["scrapes"], "{}")
         if entry["scrape_errors"]:
             scraped += f"; {entry['scrape_errors']} FAILED"
-        within = _verdict(entry["within"])
+        within = _verdict(entry["within"]) + _noisy(entry["ratios"])
         if entry["failed"]:
             within += f"; {entry['failed']} pairs FAILED"
         cells = [
@@ -168,7 +234,7 @@ def table(results: dict[str, list[dict]]) -> str:
             within,
             f"{_number(entry['cpu_off'], '{:.1f}')} → {_number(entry['cpu_on'], '{:.1f}')}",
             _ratio(entry["cpu_ratio"], entry["cpu_ratios"]),
-            _verdict(entry["cpu_within"]),
+            _verdict(entry["cpu_within"]) + _noisy(entry["cpu_ratios"]),
             scraped,
         ]
         rows.append("| " + " | ".join(cells) + " |")
@@ -205,7 +271,31 @@ def per_pair_table(results: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-def markdown(results: dict[str, list[dict]], pairs: int, interval: float, elapsed: float) -> str:
+def unit_cost_text(results: dict[str, list[dict]], units: dict | None) -> str:
+    if not units or "error" in units:
+        return "Added work, timed without Kafka: failed" + (
+            f" ({units['error']})." if units else "."
+        )
+    added = units["timed_report_ns"] - units["report_ns"]
+    cpu_off = summary(results).get("producer", {}).get("cpu_off")
+    share = f", {added / 10 / cpu_off:.1f}% of the producer's CPU µs/msg off" if cpu_off else ""
+    scrape = units["scrape_ms"]
+    return (
+        "Added work, timed without Kafka (`python -m bench.overhead`): a delivery report takes"
+        f" {units['report_ns']:.0f} ns, {units['timed_report_ns']:.0f} ns timed"
+        f" (+{added:.0f} ns a message{share}); one scrape of a consumer's /metrics"
+        f" {scrape:.2f} ms of CPU, client and server together: {scrape / 10:.2f}% of a core"
+        f" at one scrape a second, {scrape / 150:.3f}% at one every 15 s."
+    )
+
+
+def markdown(
+    results: dict[str, list[dict]],
+    pairs: int,
+    interval: float,
+    elapsed: float,
+    units: dict | None = None,
+) -> str:
     plural = "s" if pairs != 1 else ""
     return "\n".join(
         [
@@ -219,12 +309,19 @@ def markdown(results: dict[str, list[dict]], pairs: int, interval: float, elapse
             " (Prometheus's default is every 15 s). Each ratio is taken within a pair; the"
             " median of the pairs is shown, the range of the pairs in brackets. The goal: on"
             f" within {TOLERANCE:.0%} of off. CPU µs/msg is the worker process's CPU time (all"
-            " threads, librdkafka's too) over the same timed window, per message: it hardly"
-            " moves when other processes take the cores, so it shows a small cost through"
-            " throughput noise.",
+            " threads, librdkafka's too) over the same timed window, per message: it moves less"
+            " than msg/s when other processes take the cores. A verdict marked noisy had"
+            f" pairs further apart than twice the {TOLERANCE:.0%}: more pairs"
+            " (--metrics-pairs) or a quieter machine would settle it.",
             "",
             table(results),
+            "",
+            unit_cost_text(results, units),
             "",
             per_pair_table(results),
         ]
     )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -303,6 +303,7 @@ class Bench:
         self.payload_file, self.record_size = write_payload_file(tmp / "payloads.txt")
         # results[comparison][contestant] = one dict per run (or {"error": ...})
         self.results: dict[str, dict[str, list[dict]]] = {}
+        self.unit_costs: dict | None = None  # bench/overhead.py's, without Kafka
 
     def contestants(self, comparison: Comparison) -> list[str]:
         names = [OURS, TOOL]
@@ -410,6 +411,8 @@ class Bench:
         """Our producer, batch and single paths with metrics off and on (bench/overhead.py):
         per pair, fresh topics as in run_comparison, off and on one after the other."""
         results: dict[str, list[dict]] = {}
+        if self.settings.metrics_pairs:
+            self.unit_costs = unit_costs()
         for pair in range(self.settings.metrics_pairs):
             order = ("off", "on") if pair % 2 == 0 else ("on", "off")
             for key in overhead.ROWS:
@@ -478,6 +481,21 @@ class Bench:
             finally:
                 self.cluster.delete_topics([topic])
         return profiles
+
+
+def unit_costs() -> dict:
+    """What metrics add per delivery report and per scrape, timed without Kafka (a worker)."""
+    _say("timing a delivery report and a scrape without Kafka (bench.overhead)")
+    command = [sys.executable, "-m", "bench.overhead"]
+    result = subprocess.run(
+        command, cwd=ROOT, env=worker_env(), capture_output=True, text=True, timeout=120
+    )
+    parsed = parse_result(result.stdout)
+    if result.returncode != 0 or parsed is None:
+        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        _say(f"  FAILED: {tail}")
+        return {"error": tail}
+    return parsed
 
 
 def write_payload_file(path: Path, count: int = 2000) -> tuple[Path, int]:
@@ -587,7 +605,11 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"metrics off/on comparison took {overhead_elapsed:.0f} s")
         section = (
             overhead.markdown(
-                costs, settings.metrics_pairs, settings.scrape_interval, overhead_elapsed
+                costs,
+                settings.metrics_pairs,
+                settings.scrape_interval,
+                overhead_elapsed,
+                bench.unit_costs,
             )
             if costs
             else ""
@@ -615,6 +637,7 @@ def main(argv: list[str] | None = None) -> int:
         print(report.table(comparisons(settings), bench.results, settings))
     if costs:
         print(overhead.table(costs))
+        print(overhead.unit_cost_text(costs, bench.unit_costs))
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
         _say(f"report written to {args.out}")
@@ -622,7 +645,11 @@ def main(argv: list[str] | None = None) -> int:
         summary = report.summary(comparisons(settings), bench.results)
         raw = {"settings": dataclasses.asdict(settings), "results": bench.results}
         costs_summary = overhead.summary(costs)
-        extra = {"metrics_cost": costs, "metrics_cost_summary": costs_summary}
+        extra = {
+            "metrics_cost": costs,
+            "metrics_cost_summary": costs_summary,
+            "metrics_unit_costs": bench.unit_costs,
+        }
         Path(args.json).write_text(json.dumps({**raw, "summary": summary, **extra}, indent=2))
     failed = [
         f"{key}/{name}"

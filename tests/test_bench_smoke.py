@@ -74,7 +74,9 @@ def test_quick_bench_gives_a_positive_figure_for_every_row(kafka_cluster, tmp_pa
         assert not pairs[0]["on"].get("scrape_errors"), (row, pairs[0]["on"])
         if row != "producer":  # 3,000 messages may be sent before the first scrape lands
             assert pairs[0]["on"]["scrapes"] >= 1, (row, pairs[0]["on"])
-    assert "## What metrics cost: off and on" in text
+    units = json.loads(raw.read_text())["metrics_unit_costs"]
+    assert units["timed_report_ns"] > units["report_ns"] > 0 and units["scrape_ms"] > 0, units
+    assert "## What metrics cost: off and on" in text and "Added work, timed without" in text
     for title in overhead.TITLES.values():
         assert f"| {title} | " in text and f"| {title} | " in result.stdout, title
 
@@ -103,7 +105,7 @@ def test_metrics_cost_verdicts_come_from_the_median_pair() -> None:
     assert summary["single"]["failed"] == 1 and summary["single"]["within"]
     rows = overhead.table(results).splitlines()
     assert len(rows) == 2 + 3
-    assert "0.970 (0.50 to 0.99)" in rows[2] and "| yes |" in rows[2]
+    assert "0.970 (0.50 to 0.99)" in rows[2] and "| yes (noisy) |" in rows[2]  # one bad pair
     assert "**NO**" in rows[3] and "1 pairs FAILED" in rows[4]
 
 
