@@ -517,7 +517,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.run",
         description=__doc__.splitlines()[0],
-        epilog="A full run takes 6 to 10 min on 2 cores; --quick about 1 min.",
+        epilog="A full run takes 7 to 11 min on 2 cores, the metrics off/on pairs 1.5 min of"
+        " it (--metrics-overhead-only: 2 min with the cluster's start); --quick 1 to 2 min.",
     )
     parser.add_argument(
         "--messages", type=int, help="messages for producer and plain consumption (300000)"
