@@ -60,9 +60,10 @@ test-compose: jars
 standins: jars
 	$(PY) -m standins
 
-# Brings up its own cluster on other ports, runs every comparison 3 times (7 to 11 minutes
-# on 2 cores), profiles our loops and rewrites BENCHMARKS.md. BENCH_ARGS replaces the options,
-# e.g. `make bench BENCH_ARGS=--quick` or `BENCH_ARGS="--runs 5 --profile"`.
+# Brings up its own cluster on other ports, runs every comparison 3 times, then our hot paths
+# in 3 metrics off/on pairs (7 to 11 minutes on 2 cores, the pairs 1.5 of them), profiles our
+# loops and rewrites BENCHMARKS.md. BENCH_ARGS replaces the options, e.g. `make bench
+# BENCH_ARGS=--quick`, `BENCH_ARGS="--runs 5 --profile"` or `BENCH_ARGS=--metrics-overhead-only`.
 BENCH_ARGS ?= --profile
 bench: jars $(BENCH_STAMP)
 	$(PY) -m bench.run $(BENCH_ARGS)

@@ -36,6 +36,12 @@ def worker_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--messages", type=int, required=True, help="messages (latency: probes)")
     parser.add_argument("--group", default=None, help="consumer group (a fresh one per run)")
     parser.add_argument("--profile", metavar="PATH", help="write a pyinstrument text profile")
+    parser.add_argument(
+        "--metrics",
+        metavar="PORT_FILE",
+        help="producer, batch, single: run main() with --metrics-port 0 on 127.0.0.1 and write"
+        " the port it got into PORT_FILE, for a scraper",
+    )
     return parser
 
 
@@ -54,6 +60,12 @@ def parse_result(stdout: str) -> dict | None:
 
 def rate(messages: int, seconds: float) -> dict[str, float]:
     return {"messages": messages, "seconds": seconds, "rate": messages / max(seconds, 1e-9)}
+
+
+def timed_rate(messages: int, watch: Stopwatch) -> dict[str, float]:
+    """rate(), plus the process's CPU microseconds per message."""
+    cpu_us = watch.cpu_seconds * 1e6 / max(messages, 1)
+    return {**rate(messages, watch.seconds), "cpu_us_per_msg": cpu_us}
 
 
 def latency_summary(latencies_s: list[float]) -> dict[str, float]:
@@ -93,21 +105,33 @@ def profiled(path: str | None) -> Iterator[None]:
 
 
 class Stopwatch:
-    """``first`` is set once by ``mark_start()`` and ``last`` by every ``mark_end()``."""
+    """``first`` is set once by ``mark_start()`` and ``last`` by every ``mark_end()``; the
+    process's CPU time (all its threads, librdkafka's included) is read at the same moments."""
 
     def __init__(self) -> None:
         self.first: float | None = None
         self.last: float | None = None
+        self.cpu_first = self.cpu_last = 0.0
 
     def mark_start(self) -> None:
         if self.first is None:
             self.first = time.perf_counter()
+            self.cpu_first = time.process_time()
 
     def mark_end(self) -> None:
         self.last = time.perf_counter()
+        self.cpu_last = time.process_time()
 
     @property
     def seconds(self) -> float:
         if self.first is None or self.last is None:
             raise RuntimeError("the measured loop never started or never finished")
         return self.last - self.first
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time in the measured loop: unlike the wall clock, it barely moves when other
+        processes take the cores, so small costs show through a busy machine's noise."""
+        if self.first is None or self.last is None:
+            raise RuntimeError("the measured loop never started or never finished")
+        return self.cpu_last - self.cpu_first

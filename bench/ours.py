@@ -19,18 +19,34 @@
   (the single consumer's real poll -> process -> commit loop, in a thread); latency is from
   just before ``produce()`` to the call of the processing function. The next probe leaves once
   the previous one is delivered, processed and committed, as at the demo's pace.
+
+With ``--metrics PORT_FILE`` (producer, batch, single), main() also gets ``--metrics-port 0
+--metrics-address 127.0.0.1``, exactly as a user turns metrics on: the producer then times each
+delivery, and the endpoint serves from its thread. Only kafka_app.probes.serve is wrapped, to
+write the port it bound into PORT_FILE, where bench.run's scraper finds it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from bench.common import PLAIN_POLL, Stopwatch, emit, latency_summary, profiled, rate, worker_parser
+from bench.common import (
+    PLAIN_POLL,
+    Stopwatch,
+    emit,
+    latency_summary,
+    profiled,
+    rate,
+    timed_rate,
+    worker_parser,
+)
 
 ASSIGN_TIMEOUT = 60.0
 PROBE_TIMEOUT = 30.0
@@ -55,6 +71,26 @@ def timed_consumer_class(watch: Stopwatch) -> type[Consumer]:
     return TimedConsumer
 
 
+def metrics_flags(port_file: str | None) -> list[str]:
+    """The flags that turn the endpoint on (none without ``port_file``); once main() has bound
+    it, its port is written to ``port_file`` (whole, by a rename: the scraper polls for it)."""
+    if port_file is None:
+        return []
+    from kafka_app import probes
+
+    real_serve = probes.serve
+
+    def serve(*args, **kwargs) -> int:  # probes.start calls it once, before the client exists
+        port = real_serve(*args, **kwargs)
+        partial = Path(f"{port_file}.partial")
+        partial.write_text(f"{port}\n")
+        os.replace(partial, port_file)
+        return port
+
+    probes.serve = serve
+    return ["--metrics-port", "0", "--metrics-address", "127.0.0.1"]
+
+
 def run_producer(args) -> dict:
     import producer
 
@@ -62,6 +98,7 @@ def run_producer(args) -> dict:
         "--bootstrap-servers", args.bootstrap, "--topic", args.topic,
         "--interval", "0", "--quiet", "--count", str(args.messages),
         "--progress-interval", "86400", "--client-id", "bench",
+        *metrics_flags(args.metrics),
     ]  # fmt: skip
     watch = Stopwatch()
     real_produce = producer.produce
@@ -77,7 +114,7 @@ def run_producer(args) -> dict:
         watch.mark_end()
     if status != 0:
         raise SystemExit(f"producer.main() exited with {status}")
-    return rate(args.messages, watch.seconds)
+    return timed_rate(args.messages, watch)
 
 
 def run_consumer_script(module_name: str, args, *extra: str) -> dict:
@@ -89,13 +126,13 @@ def run_consumer_script(module_name: str, args, *extra: str) -> dict:
     argv = [
         "--bootstrap-servers", args.bootstrap, "--topic", args.topic,
         "--group-id", args.group, "--max-messages", str(args.messages),
-        "--log-level", "WARNING", *extra,
+        "--log-level", "WARNING", *extra, *metrics_flags(args.metrics),
     ]  # fmt: skip
     with profiled(args.profile):
         status = module.main(argv)
     if status != 0:
         raise SystemExit(f"{module_name}.main() exited with {status}")
-    return rate(args.messages, watch.seconds)
+    return timed_rate(args.messages, watch)
 
 
 def run_plain(args) -> dict:
@@ -218,7 +255,10 @@ def warm_up_consumer(bootstrap: str, topic: str, received: dict[int, float]) -> 
 
 
 def main() -> int:
-    args = worker_parser(__doc__.splitlines()[0]).parse_args()
+    parser = worker_parser(__doc__.splitlines()[0])
+    args = parser.parse_args()
+    if args.metrics and args.case not in ("producer", "batch", "single"):
+        parser.error("--metrics: only producer, batch and single run a script's main()")
     if args.case in ("plain", "latency"):  # the scripts' main() set up logging themselves
         logging.basicConfig(level=logging.WARNING)
     if args.case == "producer":

@@ -19,6 +19,10 @@ plus the same loops written with kafka-python and aiokafka (bench/peers/). Every
 a comparison runs in the same round, one after the other (the order rotates from run to run),
 and each ratio is taken within a round; the report gives medians over --runs rounds.
 
+Then our producer, batch and single paths run again with the metrics endpoint off and on, in
+--metrics-pairs alternating pairs, the endpoint scraped while on (bench/overhead.py): what
+metrics cost. ``--metrics-overhead-only`` runs just that comparison.
+
 Without --bootstrap (or KAFKA_BOOTSTRAP_SERVERS) the bench brings up its own 3-broker cluster
 with localcluster, on its own ports (--port-offset) and data folder, and removes it afterwards.
 """
@@ -43,7 +47,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from bench import report
+from bench import overhead, report
 from bench.common import ROOT, parse_result
 from bench.java_tools import JavaTools, ToolError
 from localcluster.admin import admin_client, end_offsets, topic_partitions
@@ -70,6 +74,8 @@ class Settings:
     load_rate: int  # background msg/s for "latency under load"
     runs: int
     quick: bool
+    metrics_pairs: int = 0  # off/on pairs per row of bench/overhead.py
+    scrape_interval: float = 1.0
 
 
 @dataclasses.dataclass
@@ -235,8 +241,9 @@ def _say(message: str) -> None:
 
 
 def worker_env() -> dict[str, str]:
-    """The app reads KAFKA_*, BATCH_* ... from the environment: give it none of ours."""
-    prefixes = ("KAFKA_", "BATCH_", "PRODUCER_", "SINGLE_", "LOG_LEVEL")
+    """The app reads KAFKA_*, BATCH_* ... from the environment: give it none of ours (a
+    METRICS_PORT of ours would turn metrics on in every run, and the metrics-off runs with it)."""
+    prefixes = ("KAFKA_", "BATCH_", "PRODUCER_", "SINGLE_", "LOG_", "METRICS_", "LIVENESS_", "MAX_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("PYTHONPATH", None)
@@ -256,6 +263,7 @@ def run_worker(
     group: str | None = None,
     profile: Path | None = None,
     cwd: Path = ROOT,
+    metrics: Path | None = None,
 ) -> dict:
     command = [
         sys.executable, "-m", module, case, "--bootstrap", bootstrap, "--topic", topic,
@@ -263,6 +271,8 @@ def run_worker(
     ]  # fmt: skip
     if profile is not None:
         command += ["--profile", str(profile)]
+    if metrics is not None:
+        command += ["--metrics", str(metrics)]
     result = subprocess.run(
         command,
         cwd=cwd,  # python -m finds bench.ours, and the app code it drives, in this checkout
@@ -293,6 +303,7 @@ class Bench:
         self.payload_file, self.record_size = write_payload_file(tmp / "payloads.txt")
         # results[comparison][contestant] = one dict per run (or {"error": ...})
         self.results: dict[str, dict[str, list[dict]]] = {}
+        self.unit_costs: dict | None = None  # bench/overhead.py's, without Kafka
 
     def contestants(self, comparison: Comparison) -> list[str]:
         names = [OURS, TOOL]
@@ -396,6 +407,57 @@ class Bench:
                 process.kill()
                 process.wait()
 
+    def run_metrics_overhead(self) -> dict[str, list[dict]]:
+        """Our producer, batch and single paths with metrics off and on (bench/overhead.py):
+        per pair, fresh topics as in run_comparison, off and on one after the other."""
+        results: dict[str, list[dict]] = {}
+        if self.settings.metrics_pairs:
+            self.unit_costs = unit_costs()
+        for pair in range(self.settings.metrics_pairs):
+            order = ("off", "on") if pair % 2 == 0 else ("on", "off")
+            for key in overhead.ROWS:
+                of = f"{pair + 1}/{self.settings.metrics_pairs}"
+                _say(f"metrics pair {of}: {key} ({', '.join(order)})")
+                results.setdefault(key, []).append(self.metrics_pair(key, order, pair))
+        return results
+
+    def metrics_pair(self, key: str, order: tuple[str, str], pair: int) -> dict:
+        tag = f"bench-metrics-{key}-p{pair + 1}-{uuid.uuid4().hex[:6]}"
+        consumer = key in ("batch", "single")
+        topics = {side: f"{tag}-data" if consumer else f"{tag}-{side}" for side in order}
+        figures: dict = {"order": "-".join(order)}
+        try:
+            self.cluster.create_topics(sorted(set(topics.values())))
+            if consumer:
+                self.preload(topics["off"], self.count(key))
+            for side in order:
+                try:
+                    figures[side] = self.measure_metrics(key, side, topics[side])
+                except (ToolError, subprocess.TimeoutExpired, RuntimeError) as exc:
+                    _say(f"  {side}: FAILED: {exc}")
+                    figures[side] = {"error": str(exc).splitlines()[0]}
+                else:
+                    scraped = f", {figures[side]['scrapes']} scrapes" if side == "on" else ""
+                    _say(f"  {side}: {report.describe(figures[side])}{scraped}")
+        finally:
+            self.cluster.delete_topics(sorted(set(topics.values())))
+        return figures
+
+    def measure_metrics(self, key: str, side: str, topic: str) -> dict:
+        group = new_group(key, f"metrics-{side}")
+        if key in ("batch", "single"):
+            self.cluster.seed_group(group, topic)
+        bootstrap, n = self.cluster.bootstrap, self.count(key)
+        if side == "off":
+            return run_worker("bench.ours", key, bootstrap, topic, n, group)
+        port_file = self.tmp / f"metrics-port-{uuid.uuid4().hex[:8]}"
+        with overhead.Scraper(key, port_file, self.settings.scrape_interval) as scraper:
+            figure = run_worker("bench.ours", key, bootstrap, topic, n, group, metrics=port_file)
+        figure["scrapes"] = scraper.scrapes
+        if scraper.errors:
+            figure["scrape_errors"] = scraper.errors
+        return figure
+
     def profile_ours(self, folder: Path) -> dict[str, Path]:
         """One extra, unmeasured run of each of our code paths under pyinstrument."""
         folder.mkdir(parents=True, exist_ok=True)
@@ -421,6 +483,21 @@ class Bench:
         return profiles
 
 
+def unit_costs() -> dict:
+    """What metrics add per delivery report and per scrape, timed without Kafka (a worker)."""
+    _say("timing a delivery report and a scrape without Kafka (bench.overhead)")
+    command = [sys.executable, "-m", "bench.overhead"]
+    result = subprocess.run(
+        command, cwd=ROOT, env=worker_env(), capture_output=True, text=True, timeout=120
+    )
+    parsed = parse_result(result.stdout)
+    if result.returncode != 0 or parsed is None:
+        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        _say(f"  FAILED: {tail}")
+        return {"error": tail}
+    return parsed
+
+
 def write_payload_file(path: Path, count: int = 2000) -> tuple[Path, int]:
     """Real demo messages, one per line, for ProducerPerformance; returns (path, mean size)."""
     sys.path.insert(0, str(ROOT))
@@ -440,7 +517,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.run",
         description=__doc__.splitlines()[0],
-        epilog="A full run takes 6 to 10 min on 2 cores; --quick about 1 min.",
+        epilog="A full run takes 7 to 11 min on 2 cores, the metrics off/on pairs 1.5 min of"
+        " it (--metrics-overhead-only: 2 min with the cluster's start); --quick 1 to 2 min.",
     )
     parser.add_argument(
         "--messages", type=int, help="messages for producer and plain consumption (300000)"
@@ -459,7 +537,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--port-offset", type=int, default=500, help="EXTERNAL port shift of its own cluster"
     )
     parser.add_argument(
-        "--out", default=str(ROOT / "BENCHMARKS.md"), help="markdown report (BENCHMARKS.md)"
+        "--metrics-pairs",
+        type=int,
+        help="off/on pairs per row in the metrics cost comparison (3; --quick: 1; 0: skip it)",
+    )
+    parser.add_argument(
+        "--scrape-interval",
+        type=float,
+        default=1.0,
+        help="seconds between two scrapes of /metrics in the metrics-on runs (1)",
+    )
+    parser.add_argument(
+        "--metrics-overhead-only",
+        action="store_true",
+        help="only the metrics off/on comparison: print its table, write --out only if given",
+    )
+    parser.add_argument(
+        "--out", help="markdown report (BENCHMARKS.md; with --metrics-overhead-only: none)"
     )
     parser.add_argument("--json", metavar="PATH", help="also write the raw results as JSON")
     parser.add_argument(
@@ -478,10 +572,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         load_rate=args.load_rate or (2_000 if quick else 10_000),
         runs=args.runs or (1 if quick else 3),
         quick=quick,
+        metrics_pairs=(1 if quick else 3) if args.metrics_pairs is None else args.metrics_pairs,
+        scrape_interval=args.scrape_interval,
     )
     for name in ("messages", "batch_messages", "single_messages", "probes", "load_rate", "runs"):
         if getattr(args.settings, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be > 0")
+    if args.settings.metrics_pairs < 0 or args.scrape_interval <= 0:
+        parser.error("--metrics-pairs must be >= 0 and --scrape-interval > 0")
+    if args.metrics_overhead_only and args.settings.metrics_pairs == 0:
+        parser.error("--metrics-overhead-only needs --metrics-pairs > 0")
+    if args.out is None and not args.metrics_overhead_only:
+        args.out = str(ROOT / "BENCHMARKS.md")  # a partial run must not overwrite the report
     return args
 
 
@@ -489,39 +591,78 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     machine = report.machine_info()
+    settings = args.settings
     with tempfile.TemporaryDirectory(prefix="kafka-bench-") as tmp, cluster_for(args) as where:
         cluster, lib = where
         tools = JavaTools(lib, Path(tmp))
-        bench = Bench(cluster, tools, args.settings, Path(tmp))
-        if not bench.peers:
+        bench = Bench(cluster, tools, settings, Path(tmp))
+        if not bench.peers and not args.metrics_overhead_only:
             _say("peers not installed (pip install -r requirements-bench.txt): skipping them")
-        bench.run_all()
-        profiles = bench.profile_ours(ROOT / "bench" / "results") if args.profile else {}
-        machine["load_after"] = os.getloadavg()
-        versions = report.versions(lib, bench.peers)
-        text = report.markdown(
-            comparisons(args.settings),
-            bench.results,
-            settings=args.settings,
-            machine=machine,
-            versions=versions,
-            record_size=bench.record_size,
-            profiles=profiles,
-            elapsed=time.monotonic() - started,
-            bootstrap=cluster.bootstrap,
+        if not args.metrics_overhead_only:
+            bench.run_all()
+        overhead_started = time.monotonic()
+        costs = bench.run_metrics_overhead()
+        overhead_elapsed = time.monotonic() - overhead_started
+        _say(f"metrics off/on comparison took {overhead_elapsed:.0f} s")
+        section = (
+            overhead.markdown(
+                costs,
+                settings.metrics_pairs,
+                settings.scrape_interval,
+                overhead_elapsed,
+                bench.unit_costs,
+            )
+            if costs
+            else ""
         )
-    print(report.table(comparisons(args.settings), bench.results, args.settings))
-    Path(args.out).write_text(text, encoding="utf-8")
-    _say(f"report written to {args.out}")
+        profiles = {}
+        if args.profile and not args.metrics_overhead_only:
+            profiles = bench.profile_ours(ROOT / "bench" / "results")
+        machine["load_after"] = os.getloadavg()
+        if args.metrics_overhead_only:
+            text = report.overhead_only(section, machine=machine, quick=settings.quick)
+        else:
+            text = report.markdown(
+                comparisons(settings),
+                bench.results,
+                settings=settings,
+                machine=machine,
+                versions=report.versions(lib, bench.peers),
+                record_size=bench.record_size,
+                profiles=profiles,
+                elapsed=time.monotonic() - started,
+                bootstrap=cluster.bootstrap,
+                metrics_cost=section,
+            )
+    if not args.metrics_overhead_only:
+        print(report.table(comparisons(settings), bench.results, settings))
+    if costs:
+        print(overhead.table(costs))
+        print(overhead.unit_cost_text(costs, bench.unit_costs))
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        _say(f"report written to {args.out}")
     if args.json:
-        summary = report.summary(comparisons(args.settings), bench.results)
-        raw = {"settings": dataclasses.asdict(args.settings), "results": bench.results}
-        Path(args.json).write_text(json.dumps({**raw, "summary": summary}, indent=2))
+        summary = report.summary(comparisons(settings), bench.results)
+        raw = {"settings": dataclasses.asdict(settings), "results": bench.results}
+        costs_summary = overhead.summary(costs)
+        extra = {
+            "metrics_cost": costs,
+            "metrics_cost_summary": costs_summary,
+            "metrics_unit_costs": bench.unit_costs,
+        }
+        Path(args.json).write_text(json.dumps({**raw, "summary": summary, **extra}, indent=2))
     failed = [
         f"{key}/{name}"
         for key, by_name in bench.results.items()
         for name, runs in by_name.items()
         if any("error" in r for r in runs)
+    ]
+    failed += [
+        f"metrics-{side}/{key}"
+        for key, pairs in costs.items()
+        for side in ("off", "on")
+        if any("error" in p[side] or p[side].get("scrape_errors") for p in pairs)
     ]
     if failed:
         _say(f"some measurements failed: {', '.join(failed)}")
