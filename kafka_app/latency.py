@@ -1,6 +1,6 @@
 """A latency histogram cheap enough for a delivery report per message."""
 
-import bisect
+from bisect import bisect_left
 
 # Seconds: from a local round trip to the producer's message.timeout.ms.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120, 300)
@@ -17,7 +17,7 @@ class LatencyHistogram:
         self.sum = 0.0
 
     def observe(self, seconds: float) -> None:
-        self.counts[bisect.bisect_left(BUCKETS, seconds)] += 1  # first bucket >= seconds
+        self.counts[bisect_left(BUCKETS, seconds)] += 1  # the first bucket >= seconds
         self.sum += seconds
 
     def cumulative(self) -> list[tuple[str, int]]:

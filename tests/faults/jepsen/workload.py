@@ -121,8 +121,8 @@ class Workload:
             acked=len(acked),
             in_topic=len(topic),
             processed=sum(len(r) for k in found for r in self.processed(k).values()),
-            lost=sum(len(a.lost) for a in found.values()),
-            duplicates=sum(len(a.duplicate) for a in found.values()),
+            lost=len({line for a in found.values() for line in a.lost}),  # each group checks all
+            duplicates=len({line for a in found.values() for line in a.duplicate}),
             longest_stall_s=stall,
             extra={
                 **{
