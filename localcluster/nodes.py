@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -240,13 +241,18 @@ class Node:
         )
 
     def jvm_command(self, java: str, lib: Path, main: str, *args: str) -> list[str]:
+        log4j = LOG4J_CONFIG
+        if self.uid is not None:  # log4j checks its file with access(2), which ignores the
+            log4j = self.dir / LOG4J_CONFIG.name  # node's capabilities: a copy it may read
+            self.dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(LOG4J_CONFIG, log4j)
         return [
             java,
             *self.broker.heap_opts,
             "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+            f"-Dlog4j2.configurationFile={log4j}",
             f"-Dkafka.logs.dir={self.dir}",
             MARKER + str(self.dir),
             "-cp",

@@ -50,8 +50,8 @@ def kafka_cluster(request: pytest.FixtureRequest) -> Iterator[KafkaCluster]:
         for key, value in own.items():
             env.setenv(key, value)
         local = LocalCluster(say=lambda m: print(f"jepsen cluster: {m}", file=sys.stderr))
-    local.up()
     try:
+        local.up()
         yield KafkaCluster(local, local.bootstrap)
     finally:
         Nemesis(local).heal()
