@@ -93,6 +93,8 @@ def test_isr_shrink_then_leader_killed(
     kafka_cluster.wait_full_isr(fresh_topic, timeout=120)
     result, found = work.finish(
         f"jepsen-3-isr-shrink-then-leader-killed-{election}",
+        drain_timeout=120 if election == "clean" else 60,
+        expect_loss=election == "unclean",
         acked_on_one_copy=acked_alone,
         follower_led=follower_led is not None,
         leader_back_after_s=round(back, 1),
