@@ -1,10 +1,12 @@
 """The Jepsen-class tests' own cluster: like the session's, but each node runs as a uid of its
-own, so that support.nemesis can cut the links between them. It needs root, nft and setpriv:
-elsewhere these tests skip with one line; in CI (CI=true) they fail instead."""
+own, so that support.nemesis can cut the links between them, and keeps its log dir on a small
+tmpfs of its own, so that support.disks can fill it. It needs root, nft and setpriv: elsewhere
+these tests skip with one line; in CI (CI=true) they fail instead."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -15,7 +17,7 @@ import pytest
 
 from localcluster.cluster import DEFAULT_HOME, LocalCluster
 from localcluster.state import read as read_state
-from support import nemesis
+from support import disks, nemesis
 from support.cluster import KafkaCluster
 from support.nemesis import Nemesis
 
@@ -51,13 +53,21 @@ def kafka_cluster(request: pytest.FixtureRequest) -> Iterator[KafkaCluster]:
             env.setenv(key, value)
         local = LocalCluster(say=lambda m: print(f"jepsen cluster: {m}", file=sys.stderr))
     try:
+        for node in local.nodes:
+            disks.mount(node.data_dir)
         local.up()
         yield KafkaCluster(local, local.bootstrap)
     finally:
         Nemesis(local).heal()
         for node in local.nodes:
             node.signal(signal.SIGCONT)
-        local.down(wipe=request.session.testsfailed == 0)  # failed: its logs are kept
+        try:
+            local.down()
+        finally:
+            for node in local.nodes:
+                disks.unmount(node.data_dir)
+        if request.session.testsfailed == 0:  # failed: its logs are kept
+            shutil.rmtree(home)
 
 
 @pytest.fixture(scope="package")
@@ -67,10 +77,12 @@ def bootstrap_servers(kafka_cluster: KafkaCluster) -> str:
 
 @pytest.fixture
 def chaos(kafka_cluster: KafkaCluster) -> Iterator[Nemesis]:
-    """The nemesis. Whatever a test leaves, after it no rule is left and no node stopped."""
+    """The nemesis. Whatever a test leaves, after it no rule is left, no disk full and no node
+    stopped."""
     nemesis = Nemesis(kafka_cluster.local)
     nemesis.heal()
     yield nemesis
     nemesis.heal()
     for node in kafka_cluster.local.nodes:
+        disks.free(node.data_dir)
         node.signal(signal.SIGCONT)

@@ -17,7 +17,7 @@ from support.records import TopicContent, read_records
 from support.tail import Tail
 from support.waits import wait_until
 
-from .test_partitions import leader_and_follower
+from .partition_state import leader_and_follower
 from .workload import Workload
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]

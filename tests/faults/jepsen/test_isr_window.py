@@ -9,7 +9,6 @@ the leader refuses such writes with NOT_ENOUGH_REPLICAS instead.
 
 from __future__ import annotations
 
-import re
 import subprocess
 import time
 
@@ -23,27 +22,10 @@ from support.processes import Apps
 from support.tail import Tail
 from support.waits import wait_until
 
-from .test_partitions import REPLICATION, acked_in, isr, leader_and_follower
+from .partition_state import REPLICATION, acked_in, isr, leader_and_follower, leader_is
 from .workload import Workload
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]
-
-
-def leader_is(kafka_cluster, topic: str, wanted: int | None) -> bool:
-    """Whether partition 0's leader is ``wanted`` (None: no leader), as Kafka's own
-    kafka-topics.sh --describe says: right after a broker is killed, librdkafka's admin
-    client kept timing out for a minute ("waiting for controller") where it answers."""
-    command = java_tool(
-        "org.apache.kafka.tools.TopicCommand",
-        "--bootstrap-server", kafka_cluster.bootstrap, "--describe", "--topic", topic, brief=True,
-    )  # fmt: skip
-    try:
-        out = subprocess.run(command, capture_output=True, text=True, timeout=60).stdout
-    except subprocess.TimeoutExpired:
-        return False
-    found = re.search(r"\tPartition: 0\tLeader: (-?\d+|none)\t", out)
-    expected = ("none", "-1") if wanted is None else (str(wanted),)
-    return found is not None and found.group(1) in expected
 
 
 @pytest.mark.parametrize("election", ["clean", "unclean"])
@@ -64,6 +46,7 @@ def test_isr_shrink_then_leader_killed(
     work = Workload(apps, fresh_topic, tmp_path, tail)
     work.start()
     try:
+        cut_at = time.monotonic()
         chaos.cut(leader, follower, listeners=REPLICATION)
         wait_until(lambda: isr(kafka_cluster, fresh_topic) == [leader], 60, "ISR shrink")
         alone_from = time.monotonic()
@@ -71,6 +54,9 @@ def test_isr_shrink_then_leader_killed(
         kafka_cluster.kill(leader)
         killed = time.monotonic()
         acked_alone = acked_in(tail, 0, alone_from, killed)
+        # Also on the leader's copy alone: what was written from the cut to the shrink, held
+        # until the ISR no longer waited for the follower, then acknowledged all at once.
+        acked_after_cut = acked_in(tail, 0, cut_at, killed)
     finally:
         chaos.heal()
     # The controller fences the killed leader after its broker session (9 s); the partition is
@@ -96,6 +82,7 @@ def test_isr_shrink_then_leader_killed(
         drain_timeout=120 if election == "clean" else 60,
         expect_loss=election == "unclean",
         acked_on_one_copy=acked_alone,
+        acked_after_the_cut=acked_after_cut,
         follower_led=follower_led is not None,
         leader_back_after_s=round(back, 1),
     )
@@ -108,6 +95,8 @@ def test_isr_shrink_then_leader_killed(
         lost = {kind: len(a.lost) for kind, a in found.items()}
         assert all(n > 0 for n in lost.values()), f"the checker missed the unclean loss: {lost}"
         assert all("not in the topic" in a.lost[0] for a in found.values())
+        # An acknowledgement logged before the cut came after the follower had the record.
+        assert result.lost <= acked_after_cut
 
 
 def test_min_insync_replicas_2_refuses_single_copy_writes(

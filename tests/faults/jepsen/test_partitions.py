@@ -13,27 +13,11 @@ from support.processes import Apps
 from support.tail import Tail
 from support.waits import wait_until
 
+from .partition_state import REPLICATION, acked_in, isr, leader_and_follower
 from .workload import Workload
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]
-# Only the replication link: both brokers still reach the controller quorum (on CONTROLLER).
-REPLICATION = ("INTERNAL",)
 REPLICA_LAG_S = 30.0  # replica.lag.time.max.ms: a follower silent this long leaves the ISR
-
-
-def leader_and_follower(kafka_cluster, topic: str, partition: int = 0) -> tuple[int, int]:
-    state = next(p for p in kafka_cluster.partitions(topic) if p.partition == partition)
-    follower = next(r for r in state.replicas if r != state.leader)
-    return state.leader, follower
-
-
-def isr(kafka_cluster, topic: str, partition: int = 0) -> list[int]:
-    return next(p.isr for p in kafka_cluster.partitions(topic) if p.partition == partition)
-
-
-def acked_in(tail: Tail, partition: int, start: float, end: float) -> int:
-    """Acknowledgements of ``partition`` the producers logged between ``start`` and ``end``."""
-    return sum(f.counted([str(partition)], start, end) for f in tail.files)
 
 
 def test_leader_follower_link_cut_shrinks_the_isr_and_loses_nothing(

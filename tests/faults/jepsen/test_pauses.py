@@ -11,7 +11,7 @@ from support.nemesis import Nemesis, paused
 from support.processes import Apps
 from support.tail import Tail
 
-from .test_partitions import leader_and_follower
+from .partition_state import leader_and_follower
 from .workload import Workload
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]
