@@ -19,6 +19,7 @@ import pytest
 from localcluster.admin import committed_offsets, end_offsets
 from support.figures import Figures, longest_gap
 from support.processes import App, Apps
+from support.protocols import LONG_FAULT_PROTOCOLS, PROTOCOLS
 from support.records import TopicContent, producer_summary, read_records
 from support.tail import Tail
 from support.waits import wait_until
@@ -31,9 +32,6 @@ MESSAGES = 150
 # librdkafka's session.timeout.ms default: how long the group waits for a member that stopped
 # heartbeating (a crashed one) before its partitions are given to someone else.
 SESSION_TIMEOUT_S = 45.0
-# The consumer group protocols: classic, and KIP-848's (Kafka 4), whose session is the broker's
-# group.consumer.session.timeout.ms, 45 s too.
-PROTOCOLS = ("classic", "consumer")
 RECEIVED = re.compile(r"^INFO:root:(?:Batch|Single)Consumer received: (.*)$", re.M)
 COMMITTED = "INFO:root:Committed batch of "
 
@@ -209,7 +207,7 @@ def check_common(outcome: dict[str, dict]) -> None:
 
 @pytest.mark.faults
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("protocol", LONG_FAULT_PROTOCOLS)
 def test_consumer_crash_redelivers_only_the_uncommitted(
     protocol: str, kafka_cluster, fresh_topic: str, apps: Apps, tail: Tail, figures, tmp_path: Path
 ) -> None:

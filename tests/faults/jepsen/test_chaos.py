@@ -26,7 +26,7 @@ from support.tail import Tail
 
 from .workload import Workload
 
-pytestmark = [pytest.mark.faults, pytest.mark.timeout(3600)]
+pytestmark = [pytest.mark.faults, pytest.mark.chaos, pytest.mark.timeout(3600)]
 ROOT = Path(__file__).resolve().parents[3]
 NODES = (0, 1, 2)
 KINDS = ("isolate", "cut", "one-way", "lossy", "pause-broker", "pause-consumer", "kill-broker")

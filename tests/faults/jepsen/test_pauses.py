@@ -9,6 +9,7 @@ import pytest
 
 from support.nemesis import Nemesis, paused
 from support.processes import Apps
+from support.protocols import LONG_FAULT_PROTOCOLS
 from support.tail import Tail
 
 from .partition_state import leader_and_follower
@@ -53,7 +54,7 @@ def test_active_controller_paused_5s(
     assert {kind: a.errors() for kind, a in found.items() if a.errors()} == {}
 
 
-@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+@pytest.mark.parametrize("protocol", LONG_FAULT_PROTOCOLS)
 def test_consumer_paused_60s(
     protocol: str,
     kafka_cluster,
