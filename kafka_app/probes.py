@@ -60,11 +60,16 @@ def liveness(health: ClientHealth, heartbeat: Heartbeat, bound: float) -> Check:
 def readiness(health: ClientHealth, client_type: str) -> Check:
     """Ready while a broker is reachable and, for a consumer, it has partitions to consume.
     Both come from the client's statistics, so a change shows within STATS_INTERVAL_MS; losing
-    every broker shows at once (librdkafka reports it as an error)."""
+    every broker shows at once (librdkafka reports it as an error). Not ready either while a
+    commit waits longer than that: the statistics, served by poll(), then stand still."""
+    waited_too_long = STATS_INTERVAL_MS / 1000
 
     def check() -> str | None:
         if health.broken:
             return "the client cannot work any more (see /healthz)"
+        since = commits.STATS.running_since
+        if since is not None and (waited := time.monotonic() - since) > waited_too_long:
+            return f"a commit has waited {waited:.0f} s for the group coordinator"
         if (report := health.stats_of(client_type)) is None:
             return f"no statistics from the client yet (every {STATS_INTERVAL_MS / 1000:g} s)"
         at, stats = report

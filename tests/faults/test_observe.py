@@ -9,6 +9,7 @@ The apps serve on loopback, on a port of the kernel's choosing that they log
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import threading
@@ -245,7 +246,12 @@ def test_readiness_follows_the_brokers(kafka_cluster, fresh_topic: str, apps: Ap
     )
     assert all(s <= STATS_INTERVAL + 1.0 for s in not_ready.values()), not_ready
     assert all(status == 200 for status, _ in alive.values()), alive
-    assert reasons == dict.fromkeys(reasons, "no broker reachable")
+    assert reasons["producer"] == "no broker reachable", reasons
+    # The consumer may have been inside a synchronous commit when the brokers went: it then
+    # cannot see them go (its statistics stand still) and says what it does know.
+    commit_waits = r"a commit has waited \d+ s for the group coordinator"
+    waiting = re.fullmatch(commit_waits, reasons["consumer"])
+    assert reasons["consumer"] == "no broker reachable" or waiting, reasons
     assert all(s <= 60 for s in ready_again.values()), ready_again
 
 
@@ -319,6 +325,26 @@ def test_readiness_waits_for_statistics_then_needs_a_broker() -> None:
     down = {"b": {"state": "DOWN", "source": "learned"}, "c": up["c"]}  # logical: not a broker
     health.on_stats(json.dumps({**stats, "brokers": down, "cgrp": {"assignment_size": 2}}))
     assert ready() == "no broker reachable"
+
+
+def test_readiness_fails_while_a_commit_waits_longer_than_a_statistics_interval() -> None:
+    """Inside a synchronous commit the client serves no statistics, so what they last said
+    (ready) would stand; the commit's own wait says otherwise."""
+    health = ClientHealth()
+    ready = probes.readiness(health, "consumer")
+    up = {"b": {"state": "UP", "source": "learned"}}
+    health.on_stats(json.dumps({"name": "c#consumer-1", "type": "consumer", "brokers": up,
+                                "cgrp": {"assignment_size": 1}}))  # fmt: skip
+    assert ready() is None
+    interval = STATS_INTERVAL_MS / 1000
+    try:
+        commits.STATS.running_since = time.monotonic() - interval / 2  # a commit may take a while
+        assert ready() is None
+        commits.STATS.running_since = time.monotonic() - interval - 1
+        assert ready() == f"a commit has waited {interval + 1:.0f} s for the group coordinator"
+    finally:
+        commits.STATS.running_since = None
+    assert ready() is None
 
 
 @pytest.mark.cluster

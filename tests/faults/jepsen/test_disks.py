@@ -47,7 +47,9 @@ def test_follower_disk_full_then_the_leaders(
             lambda: not nodes[follower].alive(), 60, "the follower to stop on its full disk"
         )
         shrunk = (str(leader), [leader])  # asked of Kafka's tool: see described()
-        wait_until(lambda: described(kafka_cluster, fresh_topic) == shrunk, 60, "ISR shrink")
+        wait_until(  # each look runs a JVM: a second apart, not back to back
+            lambda: described(kafka_cluster, fresh_topic) == shrunk, 60, "ISR shrink", every=1
+        )
         alone_from = time.monotonic()
         wait_until(lambda: acked_in(tail, 0, alone_from, time.monotonic()) >= 100, 30, "acks")
         taken[leader] = disks.fill(nodes[leader].data_dir)

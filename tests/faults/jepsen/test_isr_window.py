@@ -61,7 +61,10 @@ def test_isr_shrink_then_leader_killed(
         chaos.heal()
     # The controller fences the killed leader after its broker session (9 s); the partition is
     # then leaderless, its only live replica out of sync.
-    wait_until(lambda: leader_is(kafka_cluster, fresh_topic, None), 90, "partition 0 offline")
+    # Each look runs Kafka's tool, a JVM: a second apart, not back to back, on two cores.
+    wait_until(
+        lambda: leader_is(kafka_cluster, fresh_topic, None), 90, "partition 0 offline", every=1
+    )
     if election == "unclean":  # Kafka's own kafka-leader-election.sh, run from the jars
         command = java_tool(
             "org.apache.kafka.tools.LeaderElectionCommand",
@@ -75,7 +78,7 @@ def test_isr_shrink_then_leader_killed(
     # which "offline" above already showed; 10 s more show that it stays so.
     watch = 30 if election == "unclean" else 10
     follower_led = wait_until(
-        lambda: leader_is(kafka_cluster, fresh_topic, follower), watch, "", required=False
+        lambda: leader_is(kafka_cluster, fresh_topic, follower), watch, "", every=1, required=False
     )
     kafka_cluster.start_missing()
     back = time.monotonic() - killed

@@ -86,6 +86,9 @@ def test_all_broker_links_cut_loses_nothing(
     assert {kind: a.errors() for kind, a in found.items() if a.errors()} == {}
 
 
+# CI's chaos run (seed 42, 180 s) drops 5 % between brokers for 20.8 s and again for 15.7 s, and
+# checks the same; this row, with its own figures, is left to make chaos for CI's time.
+@pytest.mark.extended
 def test_five_percent_packet_loss_between_brokers_loses_nothing(
     kafka_cluster, fresh_topic: str, apps: Apps, tail: Tail, tmp_path, chaos: Nemesis, figures
 ) -> None:

@@ -43,7 +43,7 @@ class Workload:
         self.consumers: dict[str, list[App]] = {}
         self.begun = time.monotonic()
 
-    def start(self, acks_first: int = 300) -> None:
+    def start(self, acks_first: int = 150) -> None:
         """Consumers first, then producers; returns once ``acks_first`` are acknowledged."""
         for kind, replicas in self.groups.items():
             self.group_ids[kind] = f"{kind}-{uuid.uuid4().hex[:8]}"
