@@ -14,7 +14,7 @@ from support.checker import check
 from support.figures import Figures
 from support.nemesis import Nemesis
 from support.processes import Apps, app_env
-from support.protocols import LONG_FAULT_PROTOCOLS
+from support.protocols import PROTOCOLS
 from support.records import TopicContent, read_records
 from support.tail import Tail
 from support.waits import wait_until
@@ -54,7 +54,10 @@ def test_producer_cut_from_a_leader_past_its_delivery_timeout(
     assert {kind: a.errors() for kind, a in found.items() if a.errors()} == {}
 
 
-@pytest.mark.parametrize("protocol", LONG_FAULT_PROTOCOLS)
+# Left to make chaos, under both protocols, for CI's time. CI's consumer faults: the crash and the
+# rebalance (tests/faults/test_consumer_faults.py), the commit-first control, the chaos run's pause.
+@pytest.mark.extended
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_consumers_cut_from_their_group_coordinator_past_the_session_timeout(
     protocol: str,
     kafka_cluster,

@@ -9,7 +9,7 @@ import pytest
 
 from support.nemesis import Nemesis, paused
 from support.processes import Apps
-from support.protocols import LONG_FAULT_PROTOCOLS
+from support.protocols import PROTOCOLS
 from support.tail import Tail
 
 from .partition_state import leader_and_follower
@@ -54,7 +54,10 @@ def test_active_controller_paused_5s(
     assert {kind: a.errors() for kind, a in found.items() if a.errors()} == {}
 
 
-@pytest.mark.parametrize("protocol", LONG_FAULT_PROTOCOLS)
+# Left to make chaos, under both protocols, for CI's time. CI's consumer faults: the crash and the
+# rebalance (tests/faults/test_consumer_faults.py), the commit-first control, the chaos run's pause.
+@pytest.mark.extended
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_consumer_paused_60s(
     protocol: str,
     kafka_cluster,
