@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import (
@@ -96,10 +97,32 @@ def start_offsets(admin: AdminClient, topic: str, partitions: list[int], timeout
     return _offsets(admin, topic, partitions, OffsetSpec.earliest(), timeout)
 
 
+# What a ListOffsets sent to a leader the client's metadata no longer names gets back.
+_STALE_LEADER = (
+    KafkaError.FENCED_LEADER_EPOCH,
+    KafkaError.UNKNOWN_LEADER_EPOCH,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+)
+
+
 def _offsets(admin: AdminClient, topic: str, partitions: list[int], at: OffsetSpec, timeout):
+    """ListOffsets, asked again until ``timeout`` while the answer says the leader was stale:
+    right after the brokers restarted, librdkafka passed FENCED_LEADER_EPOCH back to the caller
+    instead of refreshing its metadata and asking again."""
     request = {TopicPartition(topic, p): at for p in partitions}
-    futures = admin.list_offsets(request, request_timeout=timeout)
-    return {tp.partition: f.result(timeout=timeout + 1).offset for tp, f in futures.items()}
+    deadline = time.monotonic() + timeout
+    while True:
+        futures = admin.list_offsets(request, request_timeout=timeout)
+        try:
+            return {tp.partition: f.result(timeout=timeout + 1).offset for tp, f in futures.items()}
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not (isinstance(error, KafkaError) and error.code() in _STALE_LEADER):
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def topic_config(admin: AdminClient, topic: str, timeout: float = 5) -> dict[str, str]:

@@ -24,6 +24,7 @@ from localcluster.nodes import (
     local_environment,
     localize,
     plan_ports,
+    port_in_use,
 )
 from localcluster.portcheck import require_free
 
@@ -162,6 +163,17 @@ class LocalCluster:
         self._progress(f"cluster up, {names} ready, bootstrap {self.bootstrap}")
         return elapsed
 
+    def _wait_ports_free(self, nodes: list[Node]) -> None:
+        """A SIGKILLed JVM's main thread can be a zombie, which pid() counts as gone, while its
+        other threads still hold its sockets (seen under load): `up` right after needs them."""
+        ports = self.ports()
+        held = [port for node in nodes for port in listening_ports(node.broker, ports)]
+        deadline = time.monotonic() + SIGKILL_BOUND
+        while busy := [port for port in held if port_in_use(port)]:
+            if time.monotonic() > deadline:
+                raise ClusterError(f"ports {busy} still held {SIGKILL_BOUND:.0f}s after the stop")
+            time.sleep(0.1)
+
     def down(self, wipe: bool = False, timeout: float | None = None) -> None:
         """SIGTERM every node, SIGKILL what is left after the bound; optionally delete the data."""
         timeout = timeout or _env_seconds("LOCALCLUSTER_STOP_TIMEOUT", 30)
@@ -174,6 +186,7 @@ class LocalCluster:
                 if not node.wait_gone(SIGKILL_BOUND):
                     raise ClusterError(f"{node.name} (pid {node.pid()}) survived SIGKILL")
         if running:
+            self._wait_ports_free(running)
             self.say(f"stopped {', '.join(n.name for n in running)}")
         if wipe and self.home.exists():
             shutil.rmtree(self.home)

@@ -418,6 +418,10 @@ def test_a_redrive_killed_mid_run_loses_nothing_when_run_again(
         f"FIGURES redrive-sigkill: {len(originals)} dead letters, {killed.copies} republished"
         f" before the SIGKILL, {republished_count(output)} by the rerun, {duplicates} duplicates"
     )
-    # One dead letter at most was acknowledged and not committed when the kill came.
+    # One dead letter at most was written and not committed when the kill came.
     assert duplicates <= 1, count.most_common(3)
-    assert republished_count(output) == len(originals) - killed.copies + duplicates
+    # The rerun republished all the killed run had not committed. The killed run's count is the
+    # topic read after its death, plus at most the one request still on its way to the broker
+    # then, appended after that read (seen once under load).
+    by_the_killed_run = sum(count.values()) - republished_count(output)
+    assert killed.copies <= by_the_killed_run <= killed.copies + 1, (by_the_killed_run, killed)
