@@ -26,13 +26,9 @@ def mount(path: Path, size: str = SIZE) -> None:
     )
 
 
-def mounted(path: Path) -> bool:
-    return os.path.ismount(path)
-
-
 def unmount(path: Path) -> None:
     """Unmount if mounted; lazily if something still holds it open."""
-    if not mounted(path):
+    if not os.path.ismount(path):
         return
     if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
         subprocess.run(["umount", "--lazy", str(path)], check=True, capture_output=True)
@@ -57,8 +53,3 @@ def fill(path: Path) -> int:
 def free(path: Path) -> None:
     """Give back what fill() took (idempotent)."""
     (path / FILLER).unlink(missing_ok=True)
-
-
-def available(path: Path) -> int:
-    stats = os.statvfs(path)
-    return stats.f_bavail * stats.f_frsize

@@ -19,6 +19,7 @@ from .partition_state import acked_in, described, leader_and_follower
 from .workload import Workload
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]
+HALTED = "Shutdown broker because all log dirs"  # Kafka's line when its only log dir failed
 
 
 def stop_lines(node, offset: int, most: int = 4) -> list[str]:
@@ -76,4 +77,6 @@ def test_follower_disk_full_then_the_leaders(
     )
     figures.record(result)
     assert acked_alone >= 100
+    for n in (follower, leader):  # stopped by its full disk, not by anything else
+        assert nodes[n].log_contains(HALTED, log_from[n]), f"node {n} logged no {HALTED!r}"
     assert {kind: a.errors() for kind, a in found.items() if a.errors()} == {}
