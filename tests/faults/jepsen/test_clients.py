@@ -133,7 +133,7 @@ def test_control_a_consumer_that_commits_before_processing_loses_records(
         app.signal(signal.SIGKILL)
         return read_records(log)
 
-    # The two consumers, each in a group of its own, side by side: half the wall time.
+    # The two consumers, each in a group of its own, side by side rather than one after the other.
     with ThreadPoolExecutor(2) as pool:
         runs = {kind: pool.submit(killed_three_times, kind) for kind in ("commit-first", "single")}
         logs = {kind: run.result() for kind, run in runs.items()}
