@@ -7,9 +7,12 @@ Nothing here needs Kafka: a script that wants a broker is given localhost:1, whe
 from __future__ import annotations
 
 import logging
+import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -21,7 +24,7 @@ from kafka_app.client_health import ClientHealth
 from kafka_app.client_id import default_client_id
 from kafka_app.lifecycle import counted
 from kafka_app.settings import ConfigError, connection, load_properties
-from support.processes import App, app_env, run_script
+from support.processes import ROOT, App, app_env, run_script
 
 # --------------------------------------------------------------------------------------------
 # Command line and environment: a bad value exits 2
@@ -243,14 +246,25 @@ def test_a_starting_clusters_producer_id_retry_is_explained_not_warned() -> None
     assert not quiet(librdkafka_record("FAIL", "localhost:1/bootstrap: Connection refused"))
 
 
-def test_the_default_client_id_outside_compose_is_service_and_host(
+def test_the_default_client_id_outside_compose_is_service_host_and_pid(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Replica numbers come from Compose's DNS (tests/compose_live checks them); elsewhere the
-    host names the client, also when a project is named but its replica names do not resolve."""
-    host = socket.gethostname()
+    host and the process name the client, also when a project is named but its replica names
+    do not resolve. Two producers started by hand then sign their messages apart."""
+    me = f"producer-{socket.gethostname()}-{os.getpid()}"
     monkeypatch.setenv("COMPOSE_PROJECT_NAME", f"no-such-project-{uuid.uuid4().hex[:8]}")
-    assert default_client_id("producer", tmp_path / "absent") == f"producer-{host}"
+    assert default_client_id("producer", tmp_path / "absent") == me
     marker = tmp_path / ".dockerenv"
     marker.touch()
-    assert default_client_id("producer", marker) == f"producer-{host}"
+    assert default_client_id("producer", marker) == me
+    ask = [
+        sys.executable,
+        "-c",
+        "from kafka_app.client_id import default_client_id as d; print(d('p'))",
+    ]
+    two = {
+        subprocess.run(ask, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+        for _ in "ab"
+    }
+    assert len(two) == 2, two
