@@ -7,15 +7,13 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from kafka_app.latency import LatencyHistogram
 from kafka_app.lifecycle import EXIT_CLIENT_STUCK
-
-Offsets = dict[tuple[str, int], int]  # (topic, partition) -> next offset to read
+from kafka_app.offsets import Offsets, format_offsets, format_partitions
 
 # A commit takes milliseconds, or as long as the group coordinator is away (RELIABILITY.md):
 # up to 45 s behind a rebalance, longer in a cluster restart, for ever for a stranded client.
@@ -40,26 +38,6 @@ class CommitStats:
 
 
 STATS = CommitStats()
-
-
-def next_offsets(messages: Iterable[Message]) -> Offsets:
-    """What to commit after processing ``messages``: per partition, the last offset + 1."""
-    return {(msg.topic(), msg.partition()): msg.offset() + 1 for msg in messages}
-
-
-def format_offsets(offsets: Mapping[tuple[str, int], int | None]) -> str:
-    """``final-1-topic [0]@123, [2]@88``, sorted, each topic named once; no ``@`` for None."""
-    parts, last_topic = [], None
-    for (topic, partition), offset in sorted(offsets.items()):
-        at = "" if offset is None else f"@{offset}"
-        parts.append(f"{topic + ' ' if topic != last_topic else ''}[{partition}]{at}")
-        last_topic = topic
-    return ", ".join(parts) or "none"
-
-
-def format_partitions(partitions: list[TopicPartition]) -> str:
-    """``final-1-topic [0], [2]`` for rebalance logs."""
-    return format_offsets(dict.fromkeys((tp.topic, tp.partition) for tp in partitions))
 
 
 def commit_offsets(consumer: Any, offsets: Offsets) -> Offsets:
@@ -138,10 +116,8 @@ class Commits:
         lost = {(tp.topic, tp.partition) for tp in partitions}
         self.pending = {tp: o for tp, o in self.pending.items() if tp not in lost}
         note = f"; {dropped} collected ones dropped" if dropped else ""
-        where = format_partitions(partitions)
-        logging.warning(
-            f"Partitions lost: {where} (uncommitted messages will be redelivered{note})"
-        )
+        again = f"uncommitted messages will be redelivered{note}"
+        logging.warning(f"Partitions lost: {format_partitions(partitions)} ({again})")
 
     def abandon(self) -> None:
         """With no broker to commit to, give up on what is pending."""
