@@ -1,27 +1,20 @@
 """Dead letters: list them, or redrive them to the topic they came from.
 
-``list`` reads the dead-letter topic from its first offsets to the end offsets it has when the
-command starts, outside any group (it commits nothing), and prints a line per dead letter:
-where it is, the record it copies (topic, partition, offset), the error, the attempts, the
-first and last failure (UTC), the group that gave up on it, and how many times a redrive has
-republished it (the kafka_dlt-redriven-from headers in its original topic). Then a total.
+``list`` reads the dead-letter topic up to its end offsets of when it starts, outside any group
+(it commits nothing), and prints a line per dead letter: where it is, the record it copies, the
+error, the attempts, the first and last failure (UTC), the group that gave up on it, and how
+many times a redrive has republished it (the kafka_dlt-redriven-from headers). Then a total.
 
-``redrive`` republishes dead letters to their original topic and partition: the key, the value
-and the record's own headers byte for byte, plus kafka_dlt-redriven-from = <dead-letter
-topic>/<partition>/<offset>. It reads the dead-letter topic as a consumer group and commits
-each dead letter, synchronously, only once its copy is acknowledged (idempotent, acks=all):
-at least once. A run stopped between an acknowledgement and its commit republishes that dead
-letter again on the next run: two records with the same kafka_dlt-redriven-from.
+``redrive`` republishes dead letters to their original topic and partition, byte for byte, plus
+kafka_dlt-redriven-from = <dead-letter topic>/<partition>/<offset>. It reads as a consumer group
+and commits each dead letter only once its copy is acknowledged: at least once (a run stopped
+in between republishes it again next time). It takes all, or --partition P (from partition P
+of the original topic), --error-class NAME (kafka_dlt-exception-fqcn is NAME or ends with .NAME);
+--max N stops after N republished. Those passed over are committed past too, so each selection
+has its own group, <dead-letter topic>.redrive[.partition-P][.error-class-NAME] (or --group).
 
-Which dead letters: all, or --partition P (those from partition P of the original topic),
---error-class NAME (kafka_dlt-exception-fqcn is NAME or ends with .NAME), and --max N (stop
-after N republished). The dead letters a selection passes over are committed past as well,
-so each selection has its own group, <dead-letter topic>.redrive, then .partition-P and
-.error-class-NAME (--group names another): a redrive of one selection never uses up another's.
---max selects nothing out, it only stops early: a later run in the same group goes on.
-
-Both stop by themselves at the end offsets of when they started; SIGTERM or Ctrl-C stops
-them after the current dead letter (acknowledged and committed), with exit status 0.
+Both stop at the end offsets of when they started; SIGTERM or Ctrl-C stops them after the
+current dead letter (acknowledged and committed), with exit status 0.
 
 Examples: ``python dead_letters.py list``, ``python dead_letters.py redrive --partition 1``.
 """
@@ -34,15 +27,16 @@ import threading
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from kafka_app import dead_letters, flags, lifecycle, settings
-from kafka_app.at_least_once import POLL_TIMEOUT, log_assigned
 from kafka_app.client_health import ClientHealth
-from kafka_app.commits import Commits, format_offsets, next_offsets
-from kafka_app.dead_letter_list import list_dead_letters
+from kafka_app.commits import Commits
+from kafka_app.dead_letter_tool.listing import list_dead_letters
+from kafka_app.dead_letter_tool.reading import UpTo, end_offsets, require_dlq_topic
+from kafka_app.dead_letter_tool.redrive import ACK_TIMEOUT_SECONDS, Selection, republish
 from kafka_app.dead_letters import ORIGINAL_TOPIC
 from kafka_app.flags import env_option, non_empty, positive_int
 from kafka_app.lifecycle import EXIT_CLIENT_STUCK, EXIT_FAILED, EXIT_OK, counted
-from kafka_app.redrive import ACK_TIMEOUT_SECONDS, Selection, republish
-from kafka_app.topic_reading import UpTo, end_offsets, require_dlq_topic
+from kafka_app.offsets import format_offsets, next_offsets
+from kafka_app.polling import POLL_TIMEOUT, log_assigned
 
 DLQ_SUFFIX = ".dlq"
 # A run killed in the group stays a member until its session expires, and the next run's join
@@ -171,9 +165,7 @@ class Redrive:
         logging.info("Closing the consumer (commits, leaves the group)")
         self.consumer.close()
         if left := self.commits.not_committed:
-            logging.error(
-                f"Republished, not committed (so again next time): {format_offsets(left)}"
-            )
+            logging.error(f"Republished, not committed (again next time): {format_offsets(left)}")
             self.status = self.status or EXIT_FAILED
         logging.info(
             f"Stopped ({self.why_stopped}): republished {counted(self.republished, 'dead letter')},"

@@ -8,15 +8,14 @@ three of ours for the retries. Values are UTF-8 text, numbers in decimal, so tha
 tools print them as they are (Spring writes its numbers as big-endian binary).
 """
 
-import dataclasses
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from kafka_app import settings
+from kafka_app.attempts import Failure, retry_pause
 from kafka_app.lifecycle import counted
 from message_model import MessageDecodeError
 
@@ -37,16 +36,6 @@ REDRIVEN_FROM = "kafka_dlt-redriven-from"
 # How long a dead letter may take to be acknowledged before the consumer gives up on it for
 # now (it rewinds and tries again later: nothing is committed past an unacknowledged one).
 ACK_TIMEOUT_SECONDS = 30.0
-
-
-@dataclasses.dataclass
-class Failure:
-    """How processing one record has failed so far."""
-
-    error: BaseException
-    attempts: int
-    first_at: float  # time.time()
-    last_at: float
 
 
 def headers(msg: Message, failure: Failure, group: str) -> list[tuple[str, bytes]]:
@@ -78,36 +67,6 @@ def read(msg: Message) -> dict[str, str]:
     }
 
 
-class Failures:
-    """Failed processing attempts per record, until it is processed or dead-lettered."""
-
-    def __init__(self, max_attempts: int) -> None:
-        self.max_attempts = max_attempts
-        self._failures: dict[tuple[str, int, int], Failure] = {}
-
-    def add(self, msg: Message, error: BaseException) -> Failure:
-        """Count one more failed attempt at ``msg``; return its failures so far."""
-        now, key = time.time(), (msg.topic(), msg.partition(), msg.offset())
-        failure = self._failures.setdefault(key, Failure(error, 0, now, now))
-        failure.error, failure.attempts, failure.last_at = error, failure.attempts + 1, now
-        return failure
-
-    def exhausted(self, failure: Failure) -> bool:
-        return failure.attempts >= self.max_attempts
-
-    def forget(self, messages: list[Message]) -> None:
-        """Processed or dead-lettered: these will not be tried again."""
-        if self._failures:  # empty unless something failed: the usual case costs this test
-            for msg in messages:
-                self._failures.pop((msg.topic(), msg.partition(), msg.offset()), None)
-
-
-def poison(error: BaseException) -> Failure:
-    """A record that can never be processed: one attempt, the decoding."""
-    now = time.time()
-    return Failure(error, 1, now, now)
-
-
 class DeadLetters:
     """Writes dead letters with an idempotent producer (acks=all) and waits for each ack."""
 
@@ -115,46 +74,69 @@ class DeadLetters:
         self.topic, self.group = topic, group
         self._producer = Producer(dict(producer_config))
         self.written = self.poison = 0  # acknowledged dead letters; those of poison records
+        self.refused = 0  # writes refused in a row
+        self._acknowledged: set[tuple[str, int, int]] = set()  # the records' keys
+
+    def send_all(self, dead: list[tuple[Message, Failure]]) -> bool:
+        """Write each dead letter, and True once all are acknowledged. A refused one stops it:
+        the batch comes again, and those acknowledged before it are not written again."""
+        keys = [(msg.topic(), msg.partition(), msg.offset()) for msg, _ in dead]
+        for key, (msg, failure) in zip(keys, dead, strict=True):
+            if key not in self._acknowledged and not self.send(msg, failure):
+                self.refused += 1
+                return False
+            self._acknowledged.add(key)
+        self._acknowledged.difference_update(keys)
+        self.refused = 0
+        return True
+
+    def retry_pause(self) -> float:
+        """How long to wait before the batch of a refused dead letter comes again."""
+        return retry_pause(self.refused)
 
     def send(self, msg: Message, failure: Failure) -> bool:
         """Write ``msg`` as a dead letter; True once acknowledged. False, with one ERROR line
         naming the topic and the error, if it was refused or not acknowledged in time."""
-        outcome: list[KafkaError | None] = []
         where = f"{msg.topic()} [{msg.partition()}] @ {msg.offset()}"
-        try:
-            self._producer.produce(
-                self.topic,
-                value=msg.value(),
-                key=msg.key(),
-                headers=headers(msg, failure, self.group),
-                on_delivery=lambda err, _: outcome.append(err),
-            )
-            self._producer.flush(ACK_TIMEOUT_SECONDS)
-        except (BufferError, KafkaException) as exc:  # not queued: a full queue, or refused
-            outcome.append(KafkaError(KafkaError._FAIL, str(exc)))
-        if outcome and outcome[0] is None:
+        reason, _ = write(self._producer, self.topic, msg, headers(msg, failure, self.group))
+        if reason is None:
             self.written += 1
             self.poison += isinstance(failure.error, MessageDecodeError)
-            logging.warning(
-                "Dead-lettered %s to %s after %s: %s: %s",
-                where,
-                self.topic,
-                counted(failure.attempts, "attempt"),
-                type(failure.error).__name__,
-                failure.error,
-            )
+            error, tries = failure.error, counted(failure.attempts, "attempt")
+            why = f"{type(error).__name__}: {error}"
+            logging.warning(f"Dead-lettered {where} to {self.topic} after {tries}: {why}")
             return True
-        reason = outcome[0].str() if outcome else f"no acknowledgement in {ACK_TIMEOUT_SECONDS:g} s"
-        logging.error(
-            "Cannot write the dead letter of %s to %s: %s. Not committed past it; will retry",
-            where,
-            self.topic,
-            reason,
-        )
+        what = f"the dead letter of {where} to {self.topic}"
+        logging.error(f"Cannot write {what}: {reason}. Not committed past it; will retry")
         return False
 
     def close(self) -> None:
         self._producer.flush(ACK_TIMEOUT_SECONDS)
+
+
+def write(
+    producer: Producer,
+    topic: str,
+    record: Message,
+    headers: list[tuple[str, bytes | None]],
+    partition: int = -1,  # -1: the partitioner picks one
+    timeout: float = ACK_TIMEOUT_SECONDS,
+) -> tuple[str | None, Message | None]:
+    """Write ``record``'s key and value to ``topic`` and wait for the acknowledgement: (None,
+    the copy written) once acknowledged, else (why not, None)."""
+    reports: list[tuple[KafkaError | None, Message]] = []
+    try:
+        producer.produce(
+            topic, record.value(), record.key(), partition, headers=headers,
+            on_delivery=lambda err, copy: reports.append((err, copy)),
+        )  # fmt: skip
+        producer.flush(timeout)
+    except (BufferError, KafkaException) as exc:  # not queued: a full queue, or refused
+        return str(exc), None
+    if not reports:
+        return f"no acknowledgement in {timeout:g} s", None
+    error, copy = reports[0]
+    return (None, copy) if error is None else (error.str(), None)
 
 
 def dead_letter_producer_config(

@@ -18,32 +18,41 @@ METADATA_TIMEOUT_SECONDS = 2.0
 UNKNOWN_FOR_SECONDS = 3.0
 
 
+def partitions_of(
+    client: Any, topic: str, unknown_for: float, timeout: float = METADATA_TIMEOUT_SECONDS
+) -> list[int] | None:
+    """The topic's partitions; None if it does not exist (believed after ``unknown_for`` s).
+    Raises KafkaException if no broker answers, or for another error (say, not authorized)."""
+    give_up_at = time.monotonic() + unknown_for
+    while True:
+        metadata = client.list_topics(topic, timeout=timeout).topics[topic]
+        if metadata.error is None:
+            return sorted(metadata.partitions)
+        if metadata.error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+            raise KafkaException(metadata.error)
+        if time.monotonic() >= give_up_at:
+            return None
+        time.sleep(0.5)
+
+
 def require_topic(client: Any, topic: str, needed_now: bool = True) -> None:
-    """Return once a broker lists ``topic``, or if no broker answers in time (the client keeps
+    """Return once a broker lists ``topic``, or if it cannot be checked (the client keeps
     trying to connect). If the topic does not exist: exit 2 with one line, or, if it is not
     ``needed_now`` (the dead-letter topic), warn in one line at once and return."""
-    give_up_at = time.monotonic() + (UNKNOWN_FOR_SECONDS if needed_now else 0)
-    while True:
-        try:
-            error = client.list_topics(topic, timeout=METADATA_TIMEOUT_SECONDS).topics[topic].error
-        except KafkaException as exc:
-            logging.info("Topic %s not checked: %s", topic, exc.args[0].str())
+    try:
+        if partitions_of(client, topic, UNKNOWN_FOR_SECONDS if needed_now else 0) is not None:
             return
-        if error is None:
-            return
-        if error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
-            logging.warning("Topic %s: %s", topic, error.str())  # e.g. not authorized: say so
-            return
-        if time.monotonic() >= give_up_at and not needed_now:
-            logging.warning(
-                f"Dead-letter topic {topic} does not exist: a record that cannot be processed"
-                " will wait, not committed, until it does (topic.txt shows how to create it)"
-            )
-            return
-        if time.monotonic() >= give_up_at:
-            logging.error(
-                f"Topic {topic} does not exist, and automatic topic creation is off: create it"
-                " (topic.txt shows how), or name another with --topic or KAFKA_TOPIC"
-            )
-            raise SystemExit(EXIT_USAGE)
-        time.sleep(0.5)
+    except KafkaException as exc:  # no broker in time, or say not authorized: tell which
+        logging.warning("Topic %s not checked: %s", topic, exc.args[0].str())
+        return
+    if not needed_now:
+        logging.warning(
+            f"Dead-letter topic {topic} does not exist: a record that cannot be processed"
+            " will wait, not committed, until it does (topic.txt shows how to create it)"
+        )
+        return
+    logging.error(
+        f"Topic {topic} does not exist, and automatic topic creation is off: create it"
+        " (topic.txt shows how), or name another with --topic or KAFKA_TOPIC"
+    )
+    raise SystemExit(EXIT_USAGE)

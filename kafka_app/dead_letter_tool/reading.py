@@ -16,10 +16,10 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from kafka_app.at_least_once import POLL_TIMEOUT, log_consumer_error
-from kafka_app.commits import format_offsets
+from kafka_app import topic_check
 from kafka_app.lifecycle import EXIT_FAILED, EXIT_USAGE
-from kafka_app.topic_check import UNKNOWN_FOR_SECONDS
+from kafka_app.offsets import format_offsets
+from kafka_app.polling import POLL_TIMEOUT, log_consumer_error
 
 # A topic's metadata and end offsets take milliseconds from a running cluster; without them
 # there is nothing to read up to, so past this the command gives up.
@@ -34,19 +34,9 @@ class Stopped(Exception):
 
 
 def partitions_of(client: Any, topic: str) -> list[int] | None:
-    """The topic's partitions; None if it does not exist (after UNKNOWN_FOR_SECONDS: a topic
-    created a moment ago reaches the brokers one by one). Raises KafkaException if no broker
-    answers."""
-    give_up_at = time.monotonic() + UNKNOWN_FOR_SECONDS
-    while True:
-        metadata = client.list_topics(topic, timeout=METADATA_TIMEOUT_SECONDS).topics[topic]
-        if metadata.error is None:
-            return sorted(metadata.partitions)
-        if metadata.error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
-            raise KafkaException(metadata.error)
-        if time.monotonic() >= give_up_at:
-            return None
-        time.sleep(0.5)
+    """The topic's partitions; None if it does not exist. Raises KafkaException."""
+    unknown_for = topic_check.UNKNOWN_FOR_SECONDS  # a new topic reaches brokers one by one
+    return topic_check.partitions_of(client, topic, unknown_for, METADATA_TIMEOUT_SECONDS)
 
 
 def end_offsets(consumer: Consumer, topic: str, partitions: list[int]) -> dict[int, int]:

@@ -4,9 +4,8 @@ back to the topic it came from."""
 import dataclasses
 import logging
 from collections.abc import Mapping
-from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Message, Producer
 
 from kafka_app import dead_letters
 from kafka_app.dead_letters import EXCEPTION_CLASS, ORIGINAL_PARTITION, ORIGINAL_TOPIC
@@ -48,43 +47,23 @@ class Selection:
         return ", ".join(parts) or "all"
 
 
-def delivery_report(reports: list) -> Any:
-    """The producer's on_delivery for one copy: keeps its error (None: acknowledged) and
-    where it was written."""
-
-    def report(err: KafkaError | None, msg: Message) -> None:
-        reports.append((err, msg))
-
-    return report
-
-
 def republish(producer: Producer, dead_letter: Message, why: Mapping[str, str]) -> bool:
     """Write the dead letter's record to its original topic and partition and wait for the
     acknowledgement; True once acknowledged, else False after one ERROR line."""
     where = f"{dead_letter.topic()} [{dead_letter.partition()}] @ {dead_letter.offset()}"
     topic, partition = why[ORIGINAL_TOPIC], why.get(ORIGINAL_PARTITION, "")
-    reports: list[tuple[KafkaError | None, Message]] = []
-    try:
-        producer.produce(
-            topic,
-            value=dead_letter.value(),
-            key=dead_letter.key(),
-            # The same partition keeps its order relative to the key's other records whatever
-            # partitioner wrote it first; unknown, the partitioner picks one.
-            partition=int(partition) if partition.isdigit() else -1,
-            headers=dead_letters.redrive_headers(dead_letter),
-            on_delivery=delivery_report(reports),
-        )
-        producer.flush(FLUSH_TIMEOUT_SECONDS)
-    except (BufferError, KafkaException) as exc:  # not queued: refused at once
-        reports.append((KafkaError(KafkaError._FAIL, str(exc)), dead_letter))
-    if reports and reports[0][0] is None:
-        copy = reports[0][1]
+    # The same partition keeps its order relative to the key's other records whatever
+    # partitioner wrote it first; unknown, the partitioner picks one.
+    same = int(partition) if partition.isdigit() else -1
+    marked = dead_letters.redrive_headers(dead_letter)
+    reason, copy = dead_letters.write(
+        producer, topic, dead_letter, marked, same, FLUSH_TIMEOUT_SECONDS
+    )
+    if copy is not None:
         logging.info(
             f"Republished {where} to {copy.topic()} [{copy.partition()}] @ {copy.offset()}"
             f" ({why.get(EXCEPTION_CLASS, '?')})"
         )
         return True
-    reason = reports[0][0].str() if reports else f"no acknowledgement in {FLUSH_TIMEOUT_SECONDS} s"
     logging.error(f"Cannot republish {where} to {topic}: {reason}. Not committed past it")
     return False

@@ -4,6 +4,7 @@ and how often a redrive has republished it."""
 import collections
 import contextlib
 import datetime
+import itertools
 import logging
 import threading
 
@@ -11,42 +12,35 @@ from confluent_kafka import Consumer, KafkaException, Message
 
 from kafka_app import dead_letters
 from kafka_app.client_health import ClientHealth
-from kafka_app.dead_letters import (
-    ATTEMPTS,
-    EXCEPTION_CLASS,
-    EXCEPTION_MESSAGE,
-    FIRST_FAILURE,
-    LAST_FAILURE,
-    ORIGINAL_GROUP,
-    ORIGINAL_OFFSET,
-    ORIGINAL_PARTITION,
-    ORIGINAL_TOPIC,
-    REDRIVEN_FROM,
+from kafka_app.dead_letter_tool.reading import (
+    Stopped,
+    partitions_of,
+    read_to_end,
+    require_dlq_topic,
 )
 from kafka_app.lifecycle import EXIT_CLIENT_STUCK, EXIT_FAILED, EXIT_OK, counted
-from kafka_app.topic_reading import Stopped, partitions_of, read_to_end, require_dlq_topic
 
 
-def utc(milliseconds: str | None) -> str:
+def utc(milliseconds: str) -> str:
     try:
-        moment = datetime.datetime.fromtimestamp(int(milliseconds or "") / 1000, datetime.UTC)
+        moment = datetime.datetime.fromtimestamp(int(milliseconds) / 1000, datetime.UTC)
     except (ValueError, OverflowError, OSError):
         return "?"
     return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
 def describe(dead_letter: Message, redrives: int | None) -> str:
-    """A dead letter in one line."""
-    why = dead_letters.read(dead_letter)
-    error = " ".join(why.get(EXCEPTION_MESSAGE, "?").split())  # one line, whatever it holds
-    origin = (why.get(ORIGINAL_TOPIC, "?"), why.get(ORIGINAL_PARTITION, "?"))
-    when = f"{utc(why.get(FIRST_FAILURE))} to {utc(why.get(LAST_FAILURE))}"
+    """A dead letter in one line; ``?`` for a header it lacks."""
+    why = collections.defaultdict(lambda: "?", dead_letters.read(dead_letter))
+    error = " ".join(why[dead_letters.EXCEPTION_MESSAGE].split())  # one line, whatever it holds
+    origin = f"{why[dead_letters.ORIGINAL_TOPIC]} [{why[dead_letters.ORIGINAL_PARTITION]}]"
+    tries = f"{why[dead_letters.EXCEPTION_CLASS]}: {error}; {why[dead_letters.ATTEMPTS]} attempt(s)"
+    when = f"{utc(why[dead_letters.FIRST_FAILURE])} to {utc(why[dead_letters.LAST_FAILURE])}"
     redriven = "redriven ?" if redrives is None else f"redriven {counted(redrives, 'time')}"
     return (
         f"{dead_letter.topic()} [{dead_letter.partition()}] @ {dead_letter.offset()}:"
-        f" from {origin[0]} [{origin[1]}] @ {why.get(ORIGINAL_OFFSET, '?')};"
-        f" {why.get(EXCEPTION_CLASS, '?')}: {error}; {why.get(ATTEMPTS, '?')} attempt(s),"
-        f" failed {when}; group {why.get(ORIGINAL_GROUP, '?')}; {redriven}"
+        f" from {origin} @ {why[dead_letters.ORIGINAL_OFFSET]}; {tries}, failed {when};"
+        f" group {why[dead_letters.ORIGINAL_GROUP]}; {redriven}"
     )
 
 
@@ -61,26 +55,36 @@ def redrives_in(
             logging.warning("Original topic %s does not exist: its redrives are unknown", topic)
             continue
         logging.info("Reading %s for records redriven before", topic)
-        found[topic] = count = collections.Counter()
-        for msg in read_to_end(consumer, topic, partitions, stop, health):
-            for name, value in msg.headers() or []:
-                if name == REDRIVEN_FROM:
-                    count[(value or b"").decode(errors="replace")] += 1
+        records = read_to_end(consumer, topic, partitions, stop, health)
+        found[topic] = collections.Counter(
+            (value or b"").decode(errors="replace")
+            for msg in records
+            for name, value in msg.headers() or []
+            if name == dead_letters.REDRIVEN_FROM
+        )
     return found
+
+
+def read_dead_letters(
+    consumer: Consumer, topic: str, found: list[Message], most: int | None, stop, health
+) -> None:
+    """Into ``found``, the first ``most`` dead letters of ``topic`` (None: all); raises as
+    read_to_end does, and ``found`` keeps what was read until then."""
+    partitions = require_dlq_topic(consumer, topic)
+    with contextlib.closing(read_to_end(consumer, topic, partitions, stop, health)) as read:
+        for msg in itertools.islice(read, most):
+            found.append(msg)
 
 
 def list_dead_letters(
     consumer: Consumer, topic: str, most: int | None, stop: threading.Event, health: ClientHealth
 ) -> int:
-    partitions = require_dlq_topic(consumer, topic)
     found: list[Message] = []
     try:
-        with contextlib.closing(read_to_end(consumer, topic, partitions, stop, health)) as read:
-            for msg in read:
-                found.append(msg)
-                if most is not None and len(found) >= most:
-                    break
-        origins = {why.get(ORIGINAL_TOPIC) for why in map(dead_letters.read, found)} - {None}
+        read_dead_letters(consumer, topic, found, most, stop, health)
+        origins = {
+            why.get(dead_letters.ORIGINAL_TOPIC) for why in map(dead_letters.read, found)
+        } - {None}
         redrives = redrives_in(consumer, origins, stop, health)
     except Stopped:
         if health.broken:  # it has said why
@@ -93,8 +97,13 @@ def list_dead_letters(
         return EXIT_CLIENT_STUCK if health.stranded else EXIT_FAILED
     finally:
         consumer.close()  # commits nothing: auto-commit is off
+    print_list(found, redrives, topic, most)
+    return EXIT_OK
+
+
+def print_list(found: list[Message], redrives: dict, topic: str, most: int | None) -> None:
     for msg in found:
-        origin = dead_letters.read(msg).get(ORIGINAL_TOPIC, "")
+        origin = dead_letters.read(msg).get(dead_letters.ORIGINAL_TOPIC, "")
         count = redrives[origin][dead_letters.redriven_from(msg)] if origin in redrives else None
         print(describe(msg, count))
     if found:
@@ -102,4 +111,3 @@ def list_dead_letters(
         print(f"{counted(len(found), 'dead letter')} in {topic}{limit}")
     else:
         print(f"No dead letters in {topic}")
-    return EXIT_OK
