@@ -1,2 +1,2 @@
-"""What the three scripts share, one job per module: settings, client_health, commits,
-at_least_once and lifecycle (README.md, "Layout", says what each holds)."""
+"""What the scripts share, one job per module; dead_letter_tool/ serves dead_letters.py alone
+(README.md, "Layout", says what each module holds)."""

@@ -7,15 +7,9 @@ import os
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from kafka_app import settings
 from kafka_app.client_id import default_client_id
 from kafka_app.lifecycle import EXIT_USAGE
-from kafka_app.settings import (
-    DEFAULT_BOOTSTRAP_SERVERS,
-    DEFAULT_LIVENESS_TIMEOUT_SECONDS,
-    DEFAULT_LOG_LEVEL,
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_TOPIC,
-)
 
 
 def _checked(convert: Callable[[str], float], ok: Callable[[float], bool], rule: str) -> Any:
@@ -80,15 +74,15 @@ def common_parser(description: str | None, service: str) -> argparse.ArgumentPar
     formatter = argparse.RawDescriptionHelpFormatter
     parser = _OneLineErrors(description=description, formatter_class=formatter)
     brokers = "comma-separated host:port list of brokers; default: bootstrap.servers from the"
-    brokers += f" client properties file, else {DEFAULT_BOOTSTRAP_SERVERS}"
+    brokers += f" client properties file, else {settings.DEFAULT_BOOTSTRAP_SERVERS}"
     env_option(parser, "--bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", None, non_empty, brokers)
-    env_option(parser, "--topic", "KAFKA_TOPIC", DEFAULT_TOPIC, non_empty, "topic name")
+    env_option(parser, "--topic", "KAFKA_TOPIC", settings.DEFAULT_TOPIC, non_empty, "topic name")
     extra = "Java .properties file merged into the client config (SASL/SSL, ...)"
     env_option(parser, "--client-properties", "KAFKA_CLIENT_PROPERTIES", None, non_empty, extra)
     me = default_client_id(service)  # make demo sets producer-1, producer-2, ...
     env_option(parser, "--client-id", "KAFKA_CLIENT_ID", me, non_empty, "Kafka client.id")
     levels = one_of("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-    env_option(parser, "--log-level", "LOG_LEVEL", DEFAULT_LOG_LEVEL, levels, "log level")
+    env_option(parser, "--log-level", "LOG_LEVEL", settings.DEFAULT_LOG_LEVEL, levels, "log level")
     formats = "text (the seed's INFO:root:...) or json (an object per line)"
     env_option(parser, "--log-format", "LOG_FORMAT", "text", one_of("text", "json"), formats)
     return parser
@@ -101,10 +95,8 @@ def probe_options(parser: argparse.ArgumentParser) -> None:
     where = "the address the metrics port listens on"
     env_option(parser, "--metrics-address", "METRICS_ADDRESS", "0.0.0.0", non_empty, where)
     stuck = "/healthz fails once the main loop or a commit has been stuck this many seconds"
-    bound = DEFAULT_LIVENESS_TIMEOUT_SECONDS
-    env_option(
-        parser, "--liveness-timeout", "LIVENESS_TIMEOUT_SECONDS", bound, positive_float, stuck
-    )
+    bound, env = settings.DEFAULT_LIVENESS_TIMEOUT_SECONDS, "LIVENESS_TIMEOUT_SECONDS"
+    env_option(parser, "--liveness-timeout", env, bound, positive_float, stuck)
 
 
 def consumer_parser(description: str | None, service: str, group_env: str, group: str):
@@ -118,7 +110,8 @@ def consumer_parser(description: str | None, service: str, group_env: str, group
     dlq = "where records that cannot be processed go; default: <topic>.dlq"
     env_option(parser, "--dlq-topic", "KAFKA_DLQ_TOPIC", None, non_empty, dlq)
     tries = "processing attempts before a record is dead-lettered"
-    env_option(parser, "--max-attempts", "MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, positive_int, tries)
+    most = settings.DEFAULT_MAX_ATTEMPTS
+    env_option(parser, "--max-attempts", "MAX_ATTEMPTS", most, positive_int, tries)
     add = parser.add_argument
     add("--max-messages", type=positive_int, metavar="N", help="exit 0 after N are committed")
     add("--idle-exit", type=positive_float, metavar="SECONDS", help="exit 0 after SECONDS idle")

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import TextIO
 
@@ -49,13 +50,11 @@ def counted(n: int, noun: str) -> str:
 
 
 def stop_on_signals(last_words: Callable[[], str] = lambda: "") -> threading.Event:
-    """Return an Event that the first SIGTERM (docker stop) or SIGINT (Ctrl-C) sets, for the main
-    loop to check at safe points (KeyboardInterrupt could strike between processing and
-    committing). A second one ends the process at once, even inside flush() or close(), after
-    a line with ``last_words()``, with status 128 + its number as a shell reports a signal's.
-
-    Python runs signal handlers on the main thread only, which may be waiting in librdkafka: so
-    the interpreter's C handler writes each signal's number to a socket that a thread reads."""
+    """An Event that the first SIGTERM (docker stop) or SIGINT (Ctrl-C) sets, for the main loop
+    to check at safe points (KeyboardInterrupt could strike between processing and committing).
+    A second one ends the process at once, even inside flush(), after ``last_words()``, with
+    status 128 + its number, as a shell reports it. Python runs handlers on the main thread,
+    maybe waiting in librdkafka: so each signal's number goes to a socket a thread reads."""
     stop = threading.Event()
     reader, writer = socket.socketpair()
     writer.setblocking(False)
@@ -102,3 +101,13 @@ class RecordLog:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+class Heartbeat:
+    """When the main loop last turned; liveness (/healthz) fails when that is too long ago."""
+
+    def __init__(self) -> None:
+        self.at = time.monotonic()
+
+    def beat(self) -> None:
+        self.at = time.monotonic()

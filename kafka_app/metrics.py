@@ -41,17 +41,20 @@ def histogram(name: str, documentation: str, latency: LatencyHistogram) -> Histo
 
 def client_metrics(health: ClientHealth) -> Iterator[Metric]:
     """Every script's: its clients' connections, and whether one can still work."""
-    up = GaugeMetricFamily(
-        "kafka_client_brokers_up", "Brokers the client is connected to", labels=["client_id"]
-    )
+    connected = "Brokers the client is connected to"
+    up = GaugeMetricFamily("kafka_client_brokers_up", connected, labels=["client_id"])
     for _, stats in list(health.latest_stats.values()):
         up.add_metric([stats.get("client_id", "")], client_stats.brokers_up(stats))
     yield up
     stranded = "1 once the client knows no broker any more and cannot recover (exit 3 follows)"
     yield gauge("kafka_client_stranded", stranded, health.stranded)
-    yield gauge(
-        "kafka_client_fatal_error", "1 after a fatal Kafka error", health.fatal_error is not None
-    )
+    fatal = health.fatal_error is not None
+    yield gauge("kafka_client_fatal_error", "1 after a fatal Kafka error", fatal)
+
+
+def collectors(health: ClientHealth, measure: Callable[[], Iterable[Metric]]) -> list[Metrics]:
+    """What /metrics serves: every client's metrics, and ``measure()``, the script's own."""
+    return [Metrics(lambda: client_metrics(health)), Metrics(measure)]
 
 
 def producer_metrics(tracker: Any) -> Iterator[Metric]:
@@ -65,18 +68,17 @@ def producer_metrics(tracker: Any) -> Iterator[Metric]:
     yield histogram("kafka_producer_delivery_latency_seconds", latency, tracker.latency)
 
 
-def consumer_metrics(stop_when: Any, dead_letters: Any, health: ClientHealth) -> Iterator[Metric]:
+def consumer_metrics(member: Any, dead_letters: Any, health: ClientHealth) -> Iterator[Metric]:
     """A consumer's: records processed and dead-lettered, commits, and from librdkafka's
     statistics its rebalances, partitions and lag (refreshed every statistics interval)."""
     done = "Records processed (or dead-lettered), their offsets committed or being committed"
-    yield counter("kafka_consumer_records_processed", done, stop_when.processed)
+    yield counter("kafka_consumer_records_processed", done, member.processed)
     poison = "Poison records (not a MessageModel, or a tombstone) written to the dead letters"
     yield counter("kafka_consumer_records_poison", poison, dead_letters.poison)
     dead = "Records written to the dead-letter topic, acknowledged"
     yield counter("kafka_consumer_records_dead_lettered", dead, dead_letters.written)
-    results = CounterMetricFamily(
-        "kafka_consumer_commits", "Synchronous commits, by result", labels=["result"]
-    )
+    by_result = "Synchronous commits, by result"
+    results = CounterMetricFamily("kafka_consumer_commits", by_result, labels=["result"])
     results.add_metric(["ok"], commits.STATS.ok)
     results.add_metric(["failed"], commits.STATS.failed)
     yield results
@@ -89,11 +91,8 @@ def consumer_metrics(stop_when: Any, dead_letters: Any, health: ClientHealth) ->
     yield counter("kafka_consumer_rebalances", rebalances, joined.get("rebalance_cnt", 0))
     owned = "Partitions assigned to this consumer"
     yield gauge("kafka_consumer_assigned_partitions", owned, joined.get("assignment_size", 0))
-    lag = GaugeMetricFamily(
-        "kafka_consumer_lag",
-        "Messages behind: high watermark minus committed offset, per assigned partition",
-        labels=["topic", "partition"],
-    )
+    behind = "Messages behind: high watermark minus committed offset, per assigned partition"
+    lag = GaugeMetricFamily("kafka_consumer_lag", behind, labels=["topic", "partition"])
     for topic, partition, behind in client_stats.partition_lags(stats):
         lag.add_metric([topic, str(partition)], behind)
     yield lag

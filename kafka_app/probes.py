@@ -15,25 +15,14 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.registry import CollectorRegistry
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from kafka_app import commits
 from kafka_app.client_health import STATS_INTERVAL_MS, ClientHealth
 from kafka_app.client_stats import brokers_up, group
-from kafka_app.lifecycle import EXIT_USAGE
-from kafka_app.metrics import Metrics, client_metrics
+from kafka_app.lifecycle import EXIT_USAGE, Heartbeat
 
 Check = Callable[[], str | None]  # None when all is well, else why not
-
-
-class Heartbeat:
-    """When the main loop last turned; liveness fails when that is too long ago."""
-
-    def __init__(self) -> None:
-        self.at = time.monotonic()
-
-    def beat(self) -> None:
-        self.at = time.monotonic()
 
 
 def liveness(health: ClientHealth, heartbeat: Heartbeat, bound: float) -> Check:
@@ -48,10 +37,8 @@ def liveness(health: ClientHealth, heartbeat: Heartbeat, bound: float) -> Check:
             return f"fatal Kafka error: {health.fatal_error.str()}"
         if (since := commits.STATS.running_since) is not None and now - since > bound:
             return f"a commit has been running for {now - since:.0f} s (bound {bound:g} s)"
-        if now - heartbeat.at > bound:
-            return (
-                f"the main loop has not turned for {now - heartbeat.at:.0f} s (bound {bound:g} s)"
-            )
+        if (idle := now - heartbeat.at) > bound:
+            return f"the main loop has not turned for {idle:.0f} s (bound {bound:g} s)"
         return None
 
     return check
@@ -83,7 +70,7 @@ def readiness(health: ClientHealth, client_type: str) -> Check:
     return check
 
 
-def serve(address: str, port: int, metrics: Iterable[Metrics], live: Check, ready: Check) -> int:
+def serve(address: str, port: int, metrics: Iterable[Collector], live: Check, ready: Check) -> int:
     """Serve the three endpoints from a daemon thread; return the port (``port`` 0: any)."""
     registry = CollectorRegistry()
     for standard in (ProcessCollector, PlatformCollector, GCCollector):  # CPU, memory, fds, GC
@@ -121,21 +108,15 @@ def serve(address: str, port: int, metrics: Iterable[Metrics], live: Check, read
     return bound
 
 
-def start(args, health: ClientHealth, heartbeat: Heartbeat, client_type: str, metrics) -> None:
-    """Serve the endpoints if ``--metrics-port`` asks for them, with ``metrics()`` (the
-    script's own) besides the client's; a port that cannot be had exits 2, with one line."""
+def start(args, health: ClientHealth, heartbeat: Heartbeat, client_type: str, collectors) -> None:
+    """Serve the endpoints if ``--metrics-port`` asks for them, with ``collectors`` (from
+    kafka_app/metrics.py); a port that cannot be had exits 2, with one line."""
     if args.metrics_port is None:
         return
-    collectors = [Metrics(lambda: client_metrics(health)), Metrics(metrics)]
     live = liveness(health, heartbeat, args.liveness_timeout)
+    ready = readiness(health, client_type)
     try:
-        serve(
-            args.metrics_address,
-            args.metrics_port,
-            collectors,
-            live,
-            readiness(health, client_type),
-        )
+        serve(args.metrics_address, args.metrics_port, collectors, live, ready)
     except OSError as exc:
         where = f"{args.metrics_address}:{args.metrics_port}"
         logging.error(f"Cannot serve metrics on {where} (--metrics-port): {exc.strerror or exc}")

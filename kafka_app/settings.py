@@ -1,7 +1,6 @@
 """Settings: the defaults (which kafka_app/flags.py lets flags and environment variables
 override), the client properties file, and the client configs built from them all."""
 
-import argparse
 import contextlib
 import logging
 from collections.abc import Iterator, Mapping
@@ -9,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import javaproperties
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import KafkaException
 
 from kafka_app.lifecycle import EXIT_USAGE
 
@@ -119,15 +118,6 @@ def consumer_config(
         tunables["partition.assignment.strategy"] = "cooperative-sticky"
     guarantees = {"group.id": group_id, **CONSUMER_GUARANTEES}
     return client_config(bootstrap_servers, properties, tunables, guarantees)
-
-
-def create_consumer(args: argparse.Namespace, callbacks: Mapping[str, Any]) -> tuple[Consumer, str]:
-    """The consumer the flags describe, and its bootstrap servers; a bad setting exits 2."""
-    extra = {**callbacks, "client.id": args.client_id}
-    with exit_on_config_error():
-        bootstrap, properties = connection(args.bootstrap_servers, args.client_properties)
-        config = consumer_config(bootstrap, args.group_id, properties, extra, args.group_protocol)
-        return Consumer(config), bootstrap
 
 
 @contextlib.contextmanager

@@ -26,9 +26,10 @@ from confluent_kafka.admin import AdminClient
 
 from batch_message_consumer import consume_batches
 from kafka_app import commits
-from kafka_app.at_least_once import StopWhen
+from kafka_app.attempts import Failures
 from kafka_app.client_health import ClientHealth
-from kafka_app.settings import consumer_config
+from kafka_app.group_member import GroupMember
+from kafka_app.settings import DEFAULT_MAX_ATTEMPTS, consumer_config
 from localcluster.admin import committed_offsets, end_offsets
 from message_model import MessageModel
 from single_message_consumer import consume_messages
@@ -257,14 +258,15 @@ def test_failed_processing_is_redelivered(
         fail_first_call([message.message_id])
 
     consumer = Consumer(consumer_config(bootstrap_servers, group))
-    stop_when = StopWhen(safety_stop, ClientHealth(), idle_exit=5)
+    member = GroupMember(consumer, safety_stop, ClientHealth(), idle_exit=5)
     dead_letters = dead_letters_for(bootstrap_servers, fresh_topic, group)
+    failures = Failures(DEFAULT_MAX_ATTEMPTS)
     if loop == "batch":
         status = consume_batches(
-            consumer, fresh_topic, process_batch, stop_when, dead_letters, 10, batch_window=1
+            member, fresh_topic, process_batch, dead_letters, failures, 10, batch_window=1
         )
     else:
-        status = consume_messages(consumer, fresh_topic, process_message, stop_when, dead_letters)
+        status = consume_messages(member, fresh_topic, process_message, dead_letters, failures)
 
     assert status == 0
     assert not safety_stop.is_set(), "the consumer did not finish on its own"

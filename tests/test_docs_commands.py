@@ -42,7 +42,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from kafka_app import dead_letters
+from kafka_app import attempts, dead_letters
 from support.processes import ROOT, app_env, run_script
 from support.waits import wait_until
 
@@ -400,7 +400,7 @@ def write_dead_letter(bootstrap: str) -> None:
     assert record is not None, f"no record of {TOPIC} to dead-letter"
     config = dead_letters.dead_letter_producer_config(bootstrap, None, {})
     writer = dead_letters.DeadLetters(DEAD_LETTER_TOPIC, "test-docs", config)
-    failure = dead_letters.poison(ValueError("an example failure, for the docs"))
+    failure = attempts.poison(ValueError("an example failure, for the docs"))
     assert writer.send(record, failure), f"the dead letter was not written to {DEAD_LETTER_TOPIC}"
     writer.close()
 

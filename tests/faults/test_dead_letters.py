@@ -20,8 +20,9 @@ from confluent_kafka import Consumer, Message, Producer
 
 from batch_message_consumer import consume_batches
 from kafka_app import dead_letters
-from kafka_app.at_least_once import StopWhen
+from kafka_app.attempts import Failures
 from kafka_app.client_health import ClientHealth
+from kafka_app.group_member import GroupMember
 from kafka_app.settings import consumer_config
 from localcluster.admin import committed_offsets, end_offsets
 from message_model import MessageModel
@@ -111,16 +112,17 @@ def run_loop(
     topic: str,
     dlq: str,
     group: str,
-    stop_when: StopWhen,
+    stop: threading.Event,
     processing: Processing,
+    idle_exit: float,
 ) -> int:
     consumer = Consumer(consumer_config(bootstrap, group))
+    member = GroupMember(consumer, stop, ClientHealth(), idle_exit=idle_exit)
     writer = dead_letters_for(bootstrap, topic, group, dlq)
+    failures = Failures(MAX_ATTEMPTS)
     if loop == "batch":
-        return consume_batches(
-            consumer, topic, processing.batch, stop_when, writer, 10, 1, MAX_ATTEMPTS
-        )
-    return consume_messages(consumer, topic, processing.one, stop_when, writer, MAX_ATTEMPTS)
+        return consume_batches(member, topic, processing.batch, writer, failures, 10, 1)
+    return consume_messages(member, topic, processing.one, writer, failures)
 
 
 def held_up(produced: dict[tuple[int, int], Produced], processing: Processing) -> float:
@@ -156,10 +158,10 @@ def test_a_mixed_stream_ends_processed_or_dead_lettered_never_lost(
     # A killed leader's partitions wait for the controller to notice (broker session, 9 s):
     # longer than that with nothing new is the end of the stream.
     idle_exit = 8 if fault == "none" else 30
-    stop_when = StopWhen(threading.Event(), ClientHealth(), idle_exit=idle_exit)
+    stop = threading.Event()
     processing = Processing()
     outcome: list[int] = []
-    args = (loop, bootstrap, fresh_topic, dlq, group, stop_when, processing)
+    args = (loop, bootstrap, fresh_topic, dlq, group, stop, processing, idle_exit)
     running = threading.Thread(target=lambda: outcome.append(run_loop(*args)), daemon=True)
     running.start()
     killed = None
@@ -171,7 +173,7 @@ def test_a_mixed_stream_ends_processed_or_dead_lettered_never_lost(
         kafka_cluster.start_missing()
     running.join(200)
     if running.is_alive():  # a stuck loop fails the test, and is told to stop
-        stop_when.requested.set()
+        stop.set()
         running.join(60)
     status = outcome[0] if outcome else None
     letters = read_topic(bootstrap, dlq, KINDS["poison"] + KINDS["permanent"])
@@ -193,7 +195,7 @@ def test_a_mixed_stream_ends_processed_or_dead_lettered_never_lost(
             },
         )
     )
-    assert status == 0 and not stop_when.requested.is_set(), "the loop did not end by itself"
+    assert status == 0 and not stop.is_set(), "the loop did not end by itself"
     if killed is not None:  # the witness: both topics hold what the loop's readers saw
         witnessed = {(p, o): (k, v) for p, o, k, v in witness_read(bootstrap, fresh_topic)}
         assert witnessed == {pos: (r.key, r.value) for pos, r in produced.items()}
@@ -251,13 +253,14 @@ def test_without_its_dead_letter_topic_a_record_waits_uncommitted(
     assert producer.flush(30) == 0
     group = f"dlq-missing-{uuid.uuid4().hex[:8]}"
     processed: list[str] = []
-    stop_when = StopWhen(threading.Event(), ClientHealth())
-    consumer = Consumer(consumer_config(bootstrap, group))
+    stop = threading.Event()
+    member = GroupMember(Consumer(consumer_config(bootstrap, group)), stop, ClientHealth())
     writer = dead_letters_for(bootstrap, fresh_topic, group)
     caplog.set_level(logging.INFO)
+    process = lambda m: processed.append(m.message_id)  # noqa: E731
     loop = threading.Thread(
         target=consume_messages,
-        args=(consumer, fresh_topic, lambda m: processed.append(m.message_id), stop_when, writer),
+        args=(member, fresh_topic, process, writer, Failures(MAX_ATTEMPTS)),
         daemon=True,
     )
     loop.start()
@@ -275,7 +278,7 @@ def test_without_its_dead_letter_topic_a_record_waits_uncommitted(
             "the commit past all three",
         )
     finally:
-        stop_when.requested.set()
+        stop.set()
         loop.join(60)
     [letter] = read_topic(bootstrap, dlq, 1)
     assert letter.value() == b"poison" and letter.key() == b"k1"

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from kafka_app import commits, probes
+from kafka_app import commits, lifecycle, probes
 from kafka_app.client_health import STATS_INTERVAL_MS, ClientHealth
 from kafka_app.lifecycle import EXIT_USAGE
 from support.figures import Figures
@@ -267,7 +267,7 @@ class StuckCommit:
 
 
 def test_liveness_fails_while_a_commit_is_stuck_and_recovers_after() -> None:
-    health, heartbeat, bound = ClientHealth(), probes.Heartbeat(), 1.0
+    health, heartbeat, bound = ClientHealth(), lifecycle.Heartbeat(), 1.0
     live = probes.liveness(health, heartbeat, bound)
     port = probes.serve("127.0.0.1", 0, [], live, lambda: None)
     beating = threading.Event()
@@ -298,7 +298,7 @@ def test_liveness_fails_while_a_commit_is_stuck_and_recovers_after() -> None:
 
 
 def test_liveness_fails_when_the_main_loop_stops_turning() -> None:
-    heartbeat = probes.Heartbeat()
+    heartbeat = lifecycle.Heartbeat()
     live = probes.liveness(ClientHealth(), heartbeat, bound=0.5)
     port = probes.serve("127.0.0.1", 0, [], live, lambda: None)
     assert probe(port, "/healthz")[0] == 200

@@ -21,8 +21,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from batch_message_consumer import consume_batches
 from kafka_app import commits
-from kafka_app.at_least_once import StopWhen
+from kafka_app.attempts import Failures
 from kafka_app.client_health import STRANDED_AFTER_SECONDS, ClientHealth
+from kafka_app.group_member import GroupMember
 from kafka_app.lifecycle import EXIT_CLIENT_STUCK
 from kafka_app.settings import consumer_config
 from localcluster.admin import committed_offsets
@@ -156,11 +157,9 @@ def test_a_stranded_consumer_stops_with_status_3(kafka_cluster, fresh_topic: str
     assert config["stats_cb"] == health.on_stats and config["statistics.interval.ms"] > 0
     health.stranded = True
     started = time.monotonic()
-    stop_when = StopWhen(threading.Event(), health)
+    member = GroupMember(Consumer(config), threading.Event(), health)
     dead_letters = dead_letters_for(kafka_cluster.bootstrap, fresh_topic, "stranded-test")
-    status = consume_messages(
-        Consumer(config), fresh_topic, process_message, stop_when, dead_letters
-    )
+    status = consume_messages(member, fresh_topic, process_message, dead_letters, Failures(5))
     assert status == EXIT_CLIENT_STUCK
     assert time.monotonic() - started < 30
 
@@ -201,17 +200,18 @@ def test_messages_fetched_as_the_client_strands_are_left_for_redelivery(
     )
     consumer.errors = errors
     handled: list = []
-    stop_when = StopWhen(threading.Event(), errors)
+    member = GroupMember(consumer, threading.Event(), errors)
     started = time.monotonic()
     dead_letters = dead_letters_for(kafka_cluster.bootstrap, fresh_topic, group)
+    failures = Failures(5)
     if kind == "batch":
         status = consume_batches(
-            consumer, fresh_topic, handled.extend, stop_when, dead_letters, batch_window=5
+            member, fresh_topic, handled.extend, dead_letters, failures, batch_window=5
         )
     else:
-        status = consume_messages(consumer, fresh_topic, handled.append, stop_when, dead_letters)
+        status = consume_messages(member, fresh_topic, handled.append, dead_letters, failures)
     assert status == EXIT_CLIENT_STUCK
     assert time.monotonic() - started < 60
     assert errors.stranded, "the client never got a message"
-    assert handled == [] and stop_when.processed == 0
+    assert handled == [] and member.processed == 0
     assert committed_offsets(kafka_cluster.bootstrap, group, fresh_topic, timeout=15) == {}
