@@ -20,7 +20,7 @@ import functools
 import logging
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -56,13 +56,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 class DeliveryTracker:
-    """The delivery-report callback, called once per message inside poll() or flush(), and the
-    counts the exit status is based on."""
+    """The delivery report (once per message, inside poll() or flush()), and its counts."""
 
     def __init__(self, quiet: bool, delivered_log: lifecycle.RecordLog, timed: bool = False):
         self.quiet, self.delivered_log = quiet, delivered_log
         self.sent = self.delivered = self.failed = 0  # each message sent gets one report
         self.latency = LatencyHistogram() if timed else None  # only with metrics: it costs
+        self.started = time.monotonic()  # the progress lines' rate counts from here
 
     @property
     def outstanding(self) -> int:
@@ -90,23 +90,17 @@ class DeliveryTracker:
 
 
 def producer_config(
-    bootstrap_servers: str,
-    properties: Mapping[str, str] | None,
-    interval: float,
-    tracker: DeliveryTracker,
-    health: ClientHealth,
-    client_id: str = "producer",
+    bootstrap_servers: str, properties: Mapping[str, str] | None, interval: float, extra: dict
 ) -> dict:
+    """``extra``: the client id and the callbacks (the delivery report, ClientHealth's)."""
     tunables = {
-        "client.id": client_id,
         # At full speed, wait up to 5 ms to fill a request with more messages. With a pause
         # between messages there is nothing to batch: lingering would only add latency.
         "linger.ms": LINGER_MS if interval * 1000 < LINGER_MS else 0,
         # The cheapest codec; it shrinks the JSON field names repeated in a batch.
         "compression.type": "lz4",
         "message.timeout.ms": MESSAGE_TIMEOUT_MS,
-        **health.callbacks(),
-        "on_delivery": tracker,
+        **extra,
     }
     # Idempotence implies acks=all, max.in.flight <= 5 and retries until message.timeout.ms;
     # a properties file that sets a conflicting value fails when the Producer is created.
@@ -114,121 +108,157 @@ def producer_config(
     return settings.client_config(bootstrap_servers, properties, tunables, guarantees)
 
 
-def produce(producer: Producer, topic: str, content: str, give_up: Callable[[], bool]) -> bool:
-    """Queue a message; while the local queue is full, serve delivery reports and try again.
-    Returns False, not queued, once ``give_up()``: a shutdown must not wait for a full queue."""
-    message = MessageModel(message_id=new_message_id(), content=content)
-    payload = message.serialize()
-    key = message.message_id.encode()
-    while True:
-        try:
-            producer.produce(topic, payload, key)  # value, key: positional is cheaper
-            return True
-        except BufferError:  # not queued: brokers slow or down
-            if give_up():
-                return False
-            producer.poll(0.1)  # let librdkafka deliver some, then retry the same message
+class Sending:
+    """The producer's run: its client, the delivery counts, and whether to go on."""
+
+    def __init__(self, producer: Producer, tracker: DeliveryTracker, health, stop, heartbeat):
+        self.producer, self.tracker, self.health = producer, tracker, health
+        self.stop, self.heartbeat = stop, heartbeat  # heartbeat: liveness, the loop turns
+
+    def stopping(self) -> bool:
+        return self.stop.is_set() or self.health.broken
+
+    def produce(self, topic: str, content: str) -> bool:
+        """Queue a message, serving delivery reports while the local queue is full; False, not
+        queued, once stopping: a shutdown must not wait for a full queue."""
+        message = MessageModel(message_id=new_message_id(), content=content)
+        payload, key = message.serialize(), message.message_id.encode()
+        while True:
+            try:
+                self.producer.produce(topic, payload, key)  # value, key: positional is cheaper
+                return True
+            except BufferError:  # not queued: brokers slow or down
+                if self.stopping():
+                    return False
+                self.heartbeat.beat()
+                self.producer.poll(0.1)  # let librdkafka deliver some, then retry the same
+
+    def enough(self, count: int | None) -> bool:
+        """True once --count messages are acknowledged; waits while enough are in flight."""
+        tracker = self.tracker
+        while count is not None and tracker.sent - tracker.failed >= count:
+            if tracker.delivered >= count or self.stopping():
+                return tracker.delivered >= count
+            self.heartbeat.beat()
+            self.producer.poll(0.1)
+        return False
+
+    def wait(self, seconds: float) -> None:
+        """Serve delivery reports for ``seconds``; wake up early on shutdown."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping() and (remaining := deadline - time.monotonic()) > 0:
+            self.heartbeat.beat()
+            self.producer.poll(min(remaining, 0.5))  # returns early when a report was served
+
+
+def open_producer(args: argparse.Namespace) -> Sending:
+    """Signals, the probes, and the producer the flags describe; a bad setting exits 2."""
+    health = ClientHealth()
+    log = lifecycle.RecordLog(args.delivered_log)
+    tracker = DeliveryTracker(args.quiet, log, timed=args.metrics_port is not None)
+    heartbeat = lifecycle.Heartbeat()
+    stop = lifecycle.stop_on_signals(
+        lambda: f"{counted(tracker.outstanding, 'message')} not acknowledged."
+    )
+    measure = functools.partial(metrics.producer_metrics, tracker)
+    probes.start(args, health, heartbeat, "producer", metrics.collectors(health, measure))
+    with settings.exit_on_config_error():
+        bootstrap, properties = settings.connection(args.bootstrap_servers, args.client_properties)
+        extra = {"client.id": args.client_id, **health.callbacks(), "on_delivery": tracker}
+        producer = Producer(producer_config(bootstrap, properties, args.interval, extra))
+    pace = f"one message every {args.interval:g} s" if args.interval else "as fast as possible"
+    until = f", stopping after {counted(args.count, 'acknowledged message')}" if args.count else ""
+    who = f"{args.client_id} (idempotent, acks=all)"
+    logging.info(f"Producing to {args.topic} at {bootstrap} as {who}, {pace}{until}")
+    require_topic(producer, args.topic)
+    return Sending(producer, tracker, health, stop, heartbeat)
+
+
+def send_until_stopped(sending: Sending, args: argparse.Namespace) -> KafkaError | None:
+    """Send a message every --interval until a stop, --count, or a Kafka error (returned)."""
+    tracker, producer = sending.tracker, sending.producer
+    tracker.started = time.monotonic()
+    next_progress = tracker.started + args.progress_interval
+    try:
+        while not sending.stopping() and not sending.enough(args.count):
+            sending.heartbeat.beat()
+            text = f"Test message {tracker.sent + 1} from {args.client_id}"
+            if not sending.produce(args.topic, text):
+                break  # told to stop while the queue was full: that one was not sent
+            tracker.sent += 1
+            if args.interval > 0:
+                sending.wait(args.interval)
+            else:
+                producer.poll(0)  # serve delivery reports without waiting
+            if args.quiet and time.monotonic() >= next_progress:
+                log_progress(tracker)
+                next_progress += args.progress_interval
+    except KafkaException as exc:
+        logging.error("Stopped sending because of a Kafka error: %s", exc)
+        return exc.args[0]
+    return None
+
+
+def finish(sending: Sending, args: argparse.Namespace, error: KafkaError | None):
+    """Flush, unless the client can deliver nothing more; the Kafka error that stopped it."""
+    health = sending.health
+    fatal = health.fatal_error or (error if error is not None and error.fatal() else None)
+    if fatal is None and not health.stranded:
+        fatal = flush(sending, args.flush_timeout, error)
+    sending.tracker.delivered_log.close()
+    log_counts(sending.tracker, args.quiet)
+    if fatal is not None:
+        logging.error("Exiting after a fatal Kafka error: %s", fatal)
+    return error or fatal
+
+
+def flush(sending: Sending, timeout: float, error: KafkaError | None) -> KafkaError | None:
+    """Wait up to ``timeout`` seconds for what is outstanding; the error that stopped it."""
+    why = "shutdown requested" if sending.stop.is_set() else "error" if error else "done"
+    left = counted(sending.tracker.outstanding, "outstanding message")
+    wait = f"waiting up to {timeout:.0f} s for {left}; a second Ctrl-C aborts at once"
+    logging.info(f"Stopping ({why}): {wait}")
+    try:
+        sending.producer.flush(timeout)
+    except KafkaException as exc:
+        logging.error("Flush stopped by a Kafka error: %s", exc)
+        return exc.args[0]
+    return None
+
+
+def exit_status(not_acknowledged: int, stranded: bool, error: KafkaError | None) -> int:
+    """0 only if every message sent was acknowledged and no Kafka error stopped the producer;
+    3 if the client was left with no broker (restart: unless-stopped reconnects it); else 1."""
+    if stranded:
+        return lifecycle.EXIT_CLIENT_STUCK
+    return lifecycle.EXIT_FAILED if not_acknowledged or error is not None else lifecycle.EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     lifecycle.setup_logging(args.log_level, args.log_format)
-    health = ClientHealth()
-    delivered_log = lifecycle.RecordLog(args.delivered_log)
-    tracker = DeliveryTracker(args.quiet, delivered_log, timed=args.metrics_port is not None)
-    heartbeat = probes.Heartbeat()  # liveness: the loop below turns
+    sending = open_producer(args)
+    error = finish(sending, args, send_until_stopped(sending, args))
+    tracker = sending.tracker  # outstanding now: never acknowledged
+    return exit_status(tracker.outstanding + tracker.failed, sending.health.stranded, error)
 
-    def unacknowledged() -> str:  # said if a second signal ends the process
-        return f"{counted(tracker.outstanding, 'message')} not acknowledged."
 
-    stop = lifecycle.stop_on_signals(unacknowledged)
-    measure = functools.partial(metrics.producer_metrics, tracker)
-    probes.start(args, health, heartbeat, "producer", measure)
-    with settings.exit_on_config_error():
-        bootstrap, properties = settings.connection(args.bootstrap_servers, args.client_properties)
-        config = producer_config(
-            bootstrap, properties, args.interval, tracker, health, args.client_id
-        )
-        producer = Producer(config)
-    pace = f"one message every {args.interval:g} s" if args.interval else "as fast as possible"
-    until = f", stopping after {counted(args.count, 'acknowledged message')}" if args.count else ""
+def log_progress(tracker: DeliveryTracker) -> None:
+    rate = tracker.delivered / max(time.monotonic() - tracker.started, 1e-9)
     logging.info(
-        f"Producing to {args.topic} at {bootstrap} as {args.client_id} (idempotent, acks=all),"
-        f" {pace}{until}"
+        f"Progress: {tracker.delivered} delivered ({rate:.0f} msg/s), {tracker.failed} failed,"
+        f" {tracker.outstanding} in flight"
     )
-    require_topic(producer, args.topic)
 
-    def give_up() -> bool:
-        heartbeat.beat()
-        return stop.is_set() or health.broken
 
-    kafka_error = None  # a KafkaException that stopped us (fatal, or say an unknown topic)
-    started = time.monotonic()
-    next_progress = started + args.progress_interval
-    try:
-        while not give_up():
-            if args.count is not None:
-                if tracker.delivered >= args.count:
-                    break
-                if tracker.sent - tracker.failed >= args.count:
-                    producer.poll(0.1)  # enough in flight: wait for their reports
-                    continue
-            text = f"Test message {tracker.sent + 1} from {args.client_id}"
-            if not produce(producer, args.topic, text, give_up):
-                break  # told to stop while the queue was full: that one was not sent
-            tracker.sent += 1
-            if args.interval > 0:
-                wait_serving_reports(producer, args.interval, give_up)
-            else:
-                producer.poll(0)  # serve delivery reports without waiting
-            if args.quiet and time.monotonic() >= next_progress:
-                log_progress(tracker, started)
-                next_progress += args.progress_interval
-    except KafkaException as exc:
-        kafka_error = exc.args[0]
-        logging.error("Stopped sending because of a Kafka error: %s", exc)
-
-    fatal = health.fatal_error or (kafka_error if kafka_error and kafka_error.fatal() else None)
-    if fatal is None and not health.stranded:  # else the producer can deliver nothing more
-        why = "shutdown requested" if stop.is_set() else "error" if kafka_error else "done"
-        left = counted(tracker.outstanding, "outstanding message")
-        logging.info(
-            f"Stopping ({why}): waiting up to {args.flush_timeout:.0f} s for {left};"
-            " a second Ctrl-C aborts at once"
-        )
-        try:
-            producer.flush(args.flush_timeout)
-        except KafkaException as exc:
-            fatal = kafka_error = exc.args[0]
-            logging.error("Flush stopped by a Kafka error: %s", exc)
-    delivered_log.close()
-    if args.quiet:
-        log_progress(tracker, started)
-    lost = tracker.outstanding + tracker.failed  # outstanding now: never acknowledged
+def log_counts(tracker: DeliveryTracker, quiet: bool) -> None:
+    if quiet:
+        log_progress(tracker)
+    lost = tracker.outstanding + tracker.failed
     logging.log(
         logging.ERROR if lost else logging.INFO,
         f"Sent {tracker.sent}, delivered {tracker.delivered}, failed {tracker.failed},"
         f" not delivered (still queued) {tracker.outstanding}",
-    )
-    if fatal is not None:
-        logging.error("Exiting after a fatal Kafka error: %s", fatal)
-    if health.stranded:
-        return lifecycle.EXIT_CLIENT_STUCK  # a restart reconnects (restart: unless-stopped)
-    return lifecycle.EXIT_FAILED if lost or kafka_error or fatal else lifecycle.EXIT_OK
-
-
-def wait_serving_reports(producer: Producer, seconds: float, give_up: Callable[[], bool]) -> None:
-    """Sleep for ``seconds``, serving delivery reports; wake up early on shutdown."""
-    deadline = time.monotonic() + seconds
-    while not give_up() and (remaining := deadline - time.monotonic()) > 0:
-        producer.poll(min(remaining, 0.5))  # returns early when a report was served
-
-
-def log_progress(tracker: DeliveryTracker, started: float) -> None:
-    rate = tracker.delivered / max(time.monotonic() - started, 1e-9)
-    logging.info(
-        f"Progress: {tracker.delivered} delivered ({rate:.0f} msg/s), {tracker.failed} failed,"
-        f" {tracker.outstanding} in flight"
     )
 
 

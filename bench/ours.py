@@ -12,7 +12,7 @@
   notes the time of the first partition assignment and of ``close()``; the hot methods
   (consume, poll, commit) are untouched. Timed from assignment to close (the last commit is
   done by then), like VerifiableConsumer's events from partitions_assigned to the last commit.
-- plain: the app's consumer config and record decoding (``at_least_once.decode``) in a
+- plain: the app's consumer config and record decoding (``attempts.decode``) in a
   ``consume(num_messages=500)`` loop without commits, the ceiling of the consumers above.
 - latency: N ping-pong probes. Each is made and sent by producer.py's ``produce()`` with the
   demo's producer config (interval 1.5 s) and received by a running ``consume_messages`` loop
@@ -101,14 +101,14 @@ def run_producer(args) -> dict:
         *metrics_flags(args.metrics),
     ]  # fmt: skip
     watch = Stopwatch()
-    real_produce = producer.produce
+    real_produce = producer.Sending.produce
 
     def first_produce(*args_, **kwargs):  # marks the start, then steps out of the way
         watch.mark_start()
-        producer.produce = real_produce
+        producer.Sending.produce = real_produce
         return real_produce(*args_, **kwargs)
 
-    producer.produce = first_produce
+    producer.Sending.produce = first_produce
     with profiled(args.profile):
         status = producer.main(argv)
         watch.mark_end()
@@ -118,11 +118,11 @@ def run_producer(args) -> dict:
 
 
 def run_consumer_script(module_name: str, args, *extra: str) -> dict:
-    from kafka_app import settings
+    from kafka_app import consumer_start
 
     module = __import__(module_name)
     watch = Stopwatch()
-    settings.Consumer = timed_consumer_class(watch)  # the class create_consumer() builds
+    consumer_start.Consumer = timed_consumer_class(watch)  # the class start() builds
     argv = [
         "--bootstrap-servers", args.bootstrap, "--topic", args.topic,
         "--group-id", args.group, "--max-messages", str(args.messages),
@@ -136,8 +136,9 @@ def run_consumer_script(module_name: str, args, *extra: str) -> dict:
 
 
 def run_plain(args) -> dict:
-    from kafka_app.at_least_once import decode, log_consumer_error
+    from kafka_app.attempts import decode
     from kafka_app.client_health import ClientHealth
+    from kafka_app.polling import log_consumer_error
     from kafka_app.settings import consumer_config
 
     watch = Stopwatch()
@@ -162,10 +163,11 @@ def run_plain(args) -> dict:
 def run_latency(args) -> dict:
     import producer
     import single_message_consumer
-    from kafka_app.at_least_once import StopWhen
+    from kafka_app.attempts import Failures
     from kafka_app.client_health import ClientHealth
     from kafka_app.dead_letters import DeadLetters, dead_letter_producer_config
-    from kafka_app.lifecycle import RecordLog
+    from kafka_app.group_member import GroupMember
+    from kafka_app.lifecycle import Heartbeat, RecordLog
     from kafka_app.settings import DEFAULT_PRODUCER_INTERVAL_SECONDS, consumer_config
 
     health = ClientHealth()
@@ -173,10 +175,14 @@ def run_latency(args) -> dict:
     tracker = producer.DeliveryTracker(True, RecordLog(None))
     kafka_producer = producer.Producer(
         producer.producer_config(
-            args.bootstrap, None, DEFAULT_PRODUCER_INTERVAL_SECONDS, tracker, health
+            args.bootstrap,
+            None,
+            DEFAULT_PRODUCER_INTERVAL_SECONDS,
+            {"client.id": "producer", **health.callbacks(), "on_delivery": tracker},
         )
     )
 
+    sending = producer.Sending(kafka_producer, tracker, health, threading.Event(), Heartbeat())
     received: dict[int, float] = {}
 
     def handle(message) -> None:  # the processing function the loop calls
@@ -195,13 +201,13 @@ def run_latency(args) -> dict:
 
     consumer = AssignWatch(consumer_config(args.bootstrap, args.group, None, health.callbacks()))
     stop = threading.Event()
-    loop = StopWhen(stop, health)  # loop.processed: processed and committed
+    loop = GroupMember(consumer, stop, health)  # loop.processed: processed and committed
     dead_letters = DeadLetters(
         f"{args.topic}.dlq", args.group, dead_letter_producer_config(args.bootstrap, None, {})
     )
     thread = threading.Thread(
         target=single_message_consumer.consume_messages,
-        args=(consumer, args.topic, handle, loop, dead_letters),
+        args=(loop, args.topic, handle, dead_letters, Failures(5)),
         name="single-consumer",
         daemon=True,
     )
@@ -220,9 +226,7 @@ def run_latency(args) -> dict:
         with profiled(args.profile):
             for n in range(1, args.messages + 1):
                 sent_at = time.perf_counter()
-                producer.produce(
-                    kafka_producer, args.topic, f"Test message {n} from bench", lambda: False
-                )
+                sending.produce(args.topic, f"Test message {n} from bench")
                 deadline = sent_at + PROBE_TIMEOUT
                 # Serve delivery reports while waiting, as producer.py does between messages.
                 while n not in received or tracker.delivered < n or loop.processed < warmed + n:

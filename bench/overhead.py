@@ -104,9 +104,8 @@ def unit_costs() -> dict[str, float]:
 
     import producer
     from kafka_app import metrics, probes
-    from kafka_app.at_least_once import StopWhen
     from kafka_app.client_health import ClientHealth
-    from kafka_app.lifecycle import RecordLog
+    from kafka_app.lifecycle import Heartbeat, RecordLog
 
     message = Message(topic="t", partition=0, offset=0, key=b"k", value=b"v", latency=0.004)
     report_s = {}
@@ -116,16 +115,17 @@ def unit_costs() -> dict[str, float]:
         report_s[timed] = min(times) / 100_000
 
     health = ClientHealth()
-    stop_when = StopWhen(threading.Event(), health)
+    member = argparse.Namespace(processed=0)
+    heartbeat = Heartbeat()
     dead_letters = argparse.Namespace(poison=0, written=0)
     port = probes.serve(
         "127.0.0.1",
         0,
         [
             metrics.Metrics(lambda: metrics.client_metrics(health)),
-            metrics.Metrics(lambda: metrics.consumer_metrics(stop_when, dead_letters, health)),
+            metrics.Metrics(lambda: metrics.consumer_metrics(member, dead_letters, health)),
         ],
-        probes.liveness(health, stop_when.heartbeat, 60),
+        probes.liveness(health, heartbeat, 60),
         probes.readiness(health, "consumer"),
     )
     url = f"http://127.0.0.1:{port}/metrics"

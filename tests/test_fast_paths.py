@@ -58,7 +58,8 @@ def config_of(args) -> dict:
     """The producer config producer.main() builds from these flags."""
     bootstrap, properties = connection(args.bootstrap_servers, args.client_properties)
     tracker = producer.DeliveryTracker(True, RecordLog(None))
-    return producer.producer_config(bootstrap, properties, args.interval, tracker, ClientHealth())
+    extra = {"client.id": "producer", **ClientHealth().callbacks(), "on_delivery": tracker}
+    return producer.producer_config(bootstrap, properties, args.interval, extra)
 
 
 class FakeMessage:
