@@ -19,6 +19,7 @@ import yaml
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from localcluster import admin, compose, jars
+from localcluster import cluster as cluster_module
 from localcluster.cluster import LocalCluster
 from localcluster.errors import ClusterError
 from localcluster.holders import Holder, holders
@@ -447,6 +448,19 @@ def test_broker_dying_on_start_is_started_once_more(kafka_cluster, tmp_path, mon
     finally:
         up.kill()
         run_cli("down", "--wipe", "--timeout", "5", env=env)
+
+
+def test_a_lone_broker_stalled_on_start_is_restarted_once(kafka_cluster, monkeypatch):
+    # A restart normally takes 10-25 s here: with a 2 s bound, kafka-1 counts as stalled.
+    monkeypatch.setattr(cluster_module, "STALL_BOUND", 2.0)
+    said: list[str] = []
+    monkeypatch.setattr(kafka_cluster.local, "say", said.append)
+    kafka_cluster.kill(1)
+    kafka_cluster.start_missing()
+    restarts = [line for line in said if "kafka-1 not started after 2 s" in line]
+    assert len(restarts) == 1 and "starting it again" in restarts[0], said
+    assert kafka_cluster.local.node(1).alive()
+    assert sorted(admin.registered_brokers(kafka_cluster.admin)) == [0, 1, 2]
 
 
 def test_broker_dying_on_start_is_reported_with_its_log(kafka_cluster, tmp_path):
