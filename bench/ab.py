@@ -6,7 +6,10 @@ make bench compares our loops with Kafka's own tools within a round, but between
 tools' own figures move by up to 30% on a 2-core machine, and the ratios with them. A code
 change is judged better here: the same bench.ours workers of REF (a temporary git worktree)
 and of this checkout run on one cluster and one topic, in alternating order, round after
-round, and each case's medians are compared.
+round, and each case's medians are compared. The first --warmup rounds are not counted: the
+brokers' JIT and page cache warm up over them (rates rose 2-3x over the first three rounds of a
+fresh cluster). Rates drift between rounds, so the ratio of the two runs within each round,
+back to back, is the figure to judge by: its median and range are printed beside the medians.
 """
 
 import argparse
@@ -27,6 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__)
     parser.add_argument("ref", help="the commit to compare with (its bench.ours and app code)")
     parser.add_argument("--rounds", type=int, default=6, help="alternating rounds (6)")
+    parser.add_argument("--warmup", type=int, default=1, help="rounds run first, not counted (1)")
     parser.add_argument("--scale", type=float, default=1.0, help="times the messages per case")
     parser.add_argument("--bootstrap", help="use this cluster (else start one of its own)")
     parser.add_argument("--port-offset", type=int, default=700, help="its own cluster's ports")
@@ -45,22 +49,27 @@ def main(argv: list[str] | None = None) -> int:
             cluster, topic = where[0], f"ab-{uuid.uuid4().hex[:8]}"
             cluster.create_topics([topic])
             run_worker("bench.ours", "producer", cluster.bootstrap, topic, messages["plain"])
-            for round_ in range(args.rounds):
+            for round_ in range(-args.warmup, args.rounds):
                 order = [("before", before), ("after", ROOT)][:: 1 if round_ % 2 == 0 else -1]
+                label = f"round {round_ + 1}" if round_ >= 0 else "warm-up"
                 for case, n in messages.items():
                     for name, checkout in order:
                         result = run_worker(
                             "bench.ours", case, cluster.bootstrap, topic, n, cwd=checkout
                         )
-                        rates[name].setdefault(case, []).append(result["rate"])
-                        _say(f"round {round_ + 1}: {name} {case} {result['rate']:,.0f} msg/s")
+                        if round_ >= 0:
+                            rates[name].setdefault(case, []).append(result["rate"])
+                        _say(f"{label}: {name} {case} {result['rate']:,.0f} msg/s")
         finally:
             subprocess.run([*git, "remove", "--force", str(before)], check=False)
-    print(f"| Case | {args.ref} (median msg/s) | this checkout | after ÷ before |")
-    print("|---|---:|---:|---:|")
+    print(f"| Case | {args.ref} (median msg/s) | this checkout | ÷ | per round: median (range) |")
+    print("|---|---:|---:|---:|---:|")
     for case in messages:
         old, new = (statistics.median(rates[name][case]) for name in ("before", "after"))
-        print(f"| {case} | {old:,.0f} | {new:,.0f} | {new / old:.2f}x |")
+        pairs = zip(rates["after"][case], rates["before"][case], strict=True)
+        paired = sorted(a / b for a, b in pairs)
+        spread = f"{statistics.median(paired):.2f}x ({paired[0]:.2f}-{paired[-1]:.2f})"
+        print(f"| {case} | {old:,.0f} | {new:,.0f} | {new / old:.2f}x | {spread} |")
     return 0
 
 
