@@ -29,6 +29,7 @@ from kafka_app.client_health import ClientHealth
 from kafka_app.flags import env_option, non_negative_float, positive_float, positive_int
 from kafka_app.latency import LatencyHistogram
 from kafka_app.lifecycle import counted
+from kafka_app.refusals import refusal
 from kafka_app.topic_check import require_topic
 from message_model import MessageModel, new_message_id
 
@@ -164,6 +165,7 @@ def open_producer(args: argparse.Namespace) -> Sending:
     probes.start(args, health, heartbeat, "producer", metrics.collectors(health, measure))
     with settings.exit_on_config_error():
         bootstrap, properties = settings.connection(args.bootstrap_servers, args.client_properties)
+        health.principal = properties.get("sasl.username")
         extra = {"client.id": args.client_id, **health.callbacks(), "on_delivery": tracker}
         producer = Producer(producer_config(bootstrap, properties, args.interval, extra))
     pace = f"one message every {args.interval:g} s" if args.interval else "as fast as possible"
@@ -193,8 +195,9 @@ def send_until_stopped(sending: Sending, args: argparse.Namespace) -> KafkaError
             if args.quiet and time.monotonic() >= next_progress:
                 log_progress(tracker)
                 next_progress += args.progress_interval
-    except KafkaException as exc:
-        logging.error("Stopped sending because of a Kafka error: %s", exc)
+    except KafkaException as exc:  # say, not allowed to write: said in words
+        refused = refusal(exc.args[0], sending.health.principal, topic=args.topic)
+        logging.error(refused or f"Stopped sending because of a Kafka error: {exc}")
         return exc.args[0]
     return None
 
@@ -203,12 +206,13 @@ def finish(sending: Sending, args: argparse.Namespace, error: KafkaError | None)
     """Flush, unless the client can deliver nothing more; the Kafka error that stopped it."""
     health = sending.health
     fatal = health.fatal_error or (error if error is not None and error.fatal() else None)
-    if fatal is None and not health.stranded:
+    if fatal is None and not health.stranded and health.refused is None:
         fatal = flush(sending, args.flush_timeout, error)
     sending.tracker.delivered_log.close()
     log_counts(sending.tracker, args.quiet)
-    if fatal is not None:
-        logging.error("Exiting after a fatal Kafka error: %s", fatal)
+    if fatal is not None:  # say, not allowed to start an idempotent producer: in words
+        refused = refusal(fatal, health.principal, topic=args.topic)
+        logging.error(refused or f"Exiting after a fatal Kafka error: {fatal}")
     return error or fatal
 
 
@@ -226,11 +230,16 @@ def flush(sending: Sending, timeout: float, error: KafkaError | None) -> KafkaEr
     return None
 
 
-def exit_status(not_acknowledged: int, stranded: bool, error: KafkaError | None) -> int:
+def exit_status(
+    not_acknowledged: int, stranded: bool, error: KafkaError | None, refused: bool = False
+) -> int:
     """0 only if every message sent was acknowledged and no Kafka error stopped the producer;
-    3 if the client was left with no broker (restart: unless-stopped reconnects it); else 1."""
+    3 if the client was left with no broker (restart: unless-stopped reconnects it); 2 if a
+    secured cluster refused its login or certificate (kafka_app/refusals); else 1."""
     if stranded:
         return lifecycle.EXIT_CLIENT_STUCK
+    if refused:
+        return lifecycle.EXIT_USAGE
     return lifecycle.EXIT_FAILED if not_acknowledged or error is not None else lifecycle.EXIT_OK
 
 
@@ -240,7 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     sending = open_producer(args)
     error = finish(sending, args, send_until_stopped(sending, args))
     tracker = sending.tracker  # outstanding now: never acknowledged
-    return exit_status(tracker.outstanding + tracker.failed, sending.health.stranded, error)
+    health = sending.health
+    return exit_status(
+        tracker.outstanding + tracker.failed, health.stranded, error, bool(health.refused)
+    )
 
 
 def log_progress(tracker: DeliveryTracker) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from confluent_kafka import KafkaError
 
 from kafka_app.lifecycle import EXIT_CLIENT_STUCK
+from kafka_app.refusals import refusal
 
 # How often clients report statistics (one small JSON document), and how long these may list
 # no broker before the client counts as stranded: time for librdkafka to recover by itself.
@@ -25,17 +26,16 @@ RETRIABLE = (
 )
 
 
-def _quiet_librdkafka(record: logging.LogRecord) -> bool:
-    """Drops librdkafka's line per failed connection attempt (facility FAIL), many a second
-    while brokers are down: error_cb reports the same errors, rate-limited. Turns the warning
-    an idempotent producer logs while a starting cluster loads its coordinators into words."""
-    args = record.args if isinstance(record.args, tuple) else ()
-    if args[:1] == ("FAIL",):
-        return False
-    if args[:1] == ("GETPID",) and "load in progress" in str(args[-1]):
-        record.levelno, record.levelname, record.args = logging.INFO, "INFO", ()
-        record.msg = "Waiting for a producer ID: the cluster is still starting; librdkafka retries"
-    return True
+# What librdkafka's line per failed connection says when client and listener speak different
+# protocols: a TLS client on a plaintext listener, a plaintext one on a TLS or SASL listener.
+MISMATCHES = {
+    "connecting to a PLAINTEXT broker listener?": "The brokers' listener is plaintext, but this"
+    " client speaks TLS: unset KAFKA_SECURITY_PROTOCOL, or use the cluster's TLS listener",
+    "in state APIVERSION_QUERY": "The brokers close the connection at the first request: their"
+    " listener speaks TLS or SASL (a secured cluster); set KAFKA_SECURITY_PROTOCOL and the"
+    " login (README.md, 'Secure it')",
+}
+MISMATCH_REPEATS = 10  # one such line can be a broker going down; a mismatch repeats it
 
 
 class ClientHealth:
@@ -47,6 +47,9 @@ class ClientHealth:
         self.clock = clock  # seconds; tests pass their own
         self.fatal_error: KafkaError | None = None
         self.stranded = False  # the client knows no broker any more: it will never reconnect
+        self.refused: str | None = None  # a secured cluster's refusal (kafka_app/refusals)
+        self.principal: str | None = None  # sasl.username, for those lines
+        self._mismatches = 0  # librdkafka's lines showing a protocol mismatch
         self.latest_stats: dict[str, tuple[float, dict]] = {}  # client name -> (when, stats)
         self.all_brokers_down_at = -math.inf  # the last _ALL_BROKERS_DOWN error
         self._no_broker_since: dict[str, float] = {}  # client name -> first stats without one
@@ -55,7 +58,7 @@ class ClientHealth:
 
     @property
     def broken(self) -> bool:
-        return self.fatal_error is not None or self.stranded
+        return self.fatal_error is not None or self.stranded or self.refused is not None
 
     def stats_of(self, client_type: str) -> tuple[float, dict] | None:
         """When the first client of this type ("producer", "consumer") last reported
@@ -69,12 +72,19 @@ class ClientHealth:
         ``statistics=False`` for a client that is rarely polled: each report waits in its queue
         until the next poll(), so an idle client would pile them up."""
         logger = logging.getLogger("librdkafka")
-        logger.addFilter(_quiet_librdkafka)  # once: addFilter skips a filter it has
+        for earlier in [f for f in logger.filters if isinstance(f, ClientHealth)]:
+            logger.removeFilter(earlier)  # one client health per script: the latest reads them
+        logger.addFilter(self)
         stats = {"stats_cb": self.on_stats, "statistics.interval.ms": STATS_INTERVAL_MS}
         return {"error_cb": self, "logger": logger, **(stats if statistics else {})}
 
     def __call__(self, error: KafkaError) -> None:
-        if error.fatal():
+        refused = error.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL)
+        if refused and (line := refusal(error, self.principal)):
+            if self.refused is None:  # librdkafka repeats it with every retry
+                self.refused = line
+                logging.error(line)
+        elif error.fatal():
             self.fatal_error = error
             logging.error("FATAL Kafka error, stopping: %s", error.str())
         elif error.code() in RETRIABLE:
@@ -83,6 +93,28 @@ class ClientHealth:
             self._warn_rate_limited(error)
         else:
             logging.error("Kafka error: %s", error.str())
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """librdkafka's own lines: its line per failed connection attempt (facility FAIL), many
+        a second while brokers are down, is dropped (error_cb reports the same, rate-limited),
+        unless it shows a protocol mismatch (MISMATCHES): that stops the script. The warning an
+        idempotent producer logs while a starting cluster loads its coordinators, in words."""
+        args = record.args if isinstance(record.args, tuple) else ()
+        if args[:1] == ("FAIL",):
+            self._watch_mismatch(str(args[-1]))
+            return False
+        if args[:1] == ("GETPID",) and "load in progress" in str(args[-1]):
+            record.levelno, record.levelname, record.args = logging.INFO, "INFO", ()
+            record.msg = "Waiting for a producer ID: the cluster is still starting; retrying"
+        return True
+
+    def _watch_mismatch(self, text: str) -> None:
+        for sign, line in MISMATCHES.items():
+            if sign in text and self.refused is None:
+                self._mismatches += 1
+                if self._mismatches >= MISMATCH_REPEATS:
+                    self.refused = line
+                    logging.error(line)
 
     def on_stats(self, stats_json: str) -> None:
         """Mark the client stranded once its statistics have listed no broker for a while:

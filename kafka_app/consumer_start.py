@@ -23,6 +23,7 @@ def start(args: argparse.Namespace, how: str) -> tuple[GroupMember, DeadLetters]
     dlq_topic = args.dlq_topic or f"{args.topic}.dlq"
     with settings.exit_on_config_error():
         bootstrap, properties = settings.connection(args.bootstrap_servers, args.client_properties)
+        health.principal = properties.get("sasl.username")
         mine = {**health.callbacks(), "client.id": args.client_id}
         group, protocol = args.group_id, args.group_protocol
         consumer = Consumer(settings.consumer_config(bootstrap, group, properties, mine, protocol))
@@ -31,7 +32,7 @@ def start(args: argparse.Namespace, how: str) -> tuple[GroupMember, DeadLetters]
         config = dead_letter_producer_config(bootstrap, properties, writer)
         dead_letters = DeadLetters(dlq_topic, group, config)
     log = RecordLog(args.processed_log)
-    member = GroupMember(consumer, stop, health, args.max_messages, args.idle_exit, log)
+    member = GroupMember(consumer, stop, health, args.max_messages, args.idle_exit, log, group)
     measure = functools.partial(metrics.consumer_metrics, member, dead_letters, health)
     probes.start(args, health, member.heartbeat, "consumer", metrics.collectors(health, measure))
     dlq = f"dead letters after {counted(args.max_attempts, 'attempt')} go to {dlq_topic}"

@@ -72,7 +72,9 @@ def common_parser(description: str | None, service: str) -> argparse.ArgumentPar
     settings, who we are, logs. ``description``, the script's docstring, keeps its line breaks;
     ``service`` (the script's name in docker-compose.yml) begins the default client id."""
     formatter = argparse.RawDescriptionHelpFormatter
-    parser = _OneLineErrors(description=description, formatter_class=formatter)
+    secured = f"A secured cluster: {', '.join(settings.SECURITY_VARIABLES)}\n(or"
+    secured += " KAFKA_SASL_PASSWORD_FILE), or --client-properties. README.md, 'Secure it'."
+    parser = _OneLineErrors(description=description, formatter_class=formatter, epilog=secured)
     brokers = "comma-separated host:port list of brokers; default: bootstrap.servers from the"
     brokers += f" client properties file, else {settings.DEFAULT_BOOTSTRAP_SERVERS}"
     env_option(parser, "--bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", None, non_empty, brokers)

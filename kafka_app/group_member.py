@@ -11,14 +11,21 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from kafka_app.client_health import ClientHealth
 from kafka_app.commits import Commits
-from kafka_app.lifecycle import EXIT_CLIENT_STUCK, EXIT_FAILED, Heartbeat, RecordLog, counted
+from kafka_app.lifecycle import (
+    EXIT_CLIENT_STUCK,
+    EXIT_FAILED,
+    EXIT_USAGE,
+    Heartbeat,
+    RecordLog,
+    counted,
+)
 from kafka_app.offsets import Offsets, format_offsets, next_offsets
 from kafka_app.polling import POLL_TIMEOUT, log_assigned, log_consumer_error
 
 
 class GroupMember:
     """``stop``: set by a signal; ``max_messages``, ``idle_exit``: when a loop is done (exit 0);
-    ``processed_log``: a line per record committed past."""
+    ``processed_log``: a line per record committed past; ``group``: its id, for error lines."""
 
     def __init__(
         self,
@@ -28,10 +35,12 @@ class GroupMember:
         max_messages: int | None = None,
         idle_exit: float | None = None,
         processed_log: RecordLog | None = None,
+        group: str = "",
     ) -> None:
         self.consumer, self.stop, self.health = consumer, stop, health
         self.max_messages, self.idle_exit = max_messages, idle_exit
         self.processed_log = processed_log or RecordLog(None)
+        self.group = group  # for the line of a refused group (kafka_app/refusals)
         self.commits = Commits(consumer)  # a failed commit is kept, retried, merged into the next
         self.heartbeat = Heartbeat()  # /healthz: a poll is a turn of the loop
         self.processed = 0  # records processed or dead-lettered, and committed past
@@ -115,7 +124,7 @@ class GroupMember:
     def _is_record(self, msg: Message) -> bool:
         """False for an error that consume() or poll() returned instead of a record (logged)."""
         if msg.error():
-            log_consumer_error(msg)
+            log_consumer_error(msg, self.health.principal, self.group)
             return False
         self.last_record_at = time.monotonic()
         return True
@@ -161,6 +170,8 @@ class GroupMember:
             self.commits.abandon()
         elif self.health.fatal_error is not None:
             status = EXIT_FAILED
+        elif self.health.refused is not None:
+            status = EXIT_USAGE
         logging.info("Closing the consumer (commits, leaves the group; ~1 min if no broker is up)")
         self.consumer.close()
         self.processed_log.close()

@@ -6,15 +6,20 @@ import logging
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from kafka_app.offsets import format_partitions
+from kafka_app.refusals import refusal
 
 POLL_TIMEOUT = 0.5  # the longest blocking call, so that a shutdown request is noticed quickly
 
 
-def log_consumer_error(msg: Message) -> None:
-    """Log an error poll() or consume() returned instead of a record; raise a fatal one."""
+def log_consumer_error(msg: Message, who: str | None = None, group: str = "") -> None:
+    """Log an error poll() or consume() returned instead of a record; raise a fatal one, or a
+    refusal (not allowed to read the topic or in the group: librdkafka would only wait)."""
     error = msg.error()
     if error.code() == KafkaError._PARTITION_EOF:
         return
+    if refused := refusal(error, who, operation="Read", topic=msg.topic() or "?", group=group):
+        logging.error(refused)
+        raise KafkaException(error)
     if error.fatal():  # only with static membership
         raise KafkaException(error)
     logging.warning("Consumer error on %s [%s]: %s", msg.topic(), msg.partition(), error.str())

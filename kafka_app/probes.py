@@ -35,6 +35,8 @@ def liveness(health: ClientHealth, heartbeat: Heartbeat, bound: float) -> Check:
             return "the client knows no broker any more and cannot recover (librdkafka#5301)"
         if health.fatal_error is not None:
             return f"fatal Kafka error: {health.fatal_error.str()}"
+        if health.refused is not None:
+            return health.refused
         if (since := commits.STATS.running_since) is not None and now - since > bound:
             return f"a commit has been running for {now - since:.0f} s (bound {bound:g} s)"
         if (idle := now - heartbeat.at) > bound:

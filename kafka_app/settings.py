@@ -3,6 +3,7 @@ override), the client properties file, and the client configs built from them al
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,18 @@ JAVA_ONLY_PROPERTIES = {
 }
 
 
+# The secured profile's variables (README.md, "Secure it"), each a librdkafka setting. The
+# password may come from a file instead, KAFKA_SASL_PASSWORD_FILE, to keep it out of the
+# environment; a --client-properties file can set all of them, and wins.
+SECURITY_VARIABLES = {
+    "KAFKA_SECURITY_PROTOCOL": "security.protocol",
+    "KAFKA_SASL_MECHANISM": "sasl.mechanism",
+    "KAFKA_SASL_USERNAME": "sasl.username",
+    "KAFKA_SASL_PASSWORD": "sasl.password",
+    "KAFKA_SSL_CA_LOCATION": "ssl.ca.location",
+}
+
+
 class ConfigError(Exception):
     """A configuration problem the user must fix; the message is meant to be shown as is."""
 
@@ -67,11 +80,27 @@ def load_properties(path: str | Path) -> dict[str, str]:
     return properties
 
 
+def security_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """The librdkafka settings SECURITY_VARIABLES and KAFKA_SASL_PASSWORD_FILE give."""
+    found = {key: environ[name] for name, key in SECURITY_VARIABLES.items() if environ.get(name)}
+    if path := environ.get("KAFKA_SASL_PASSWORD_FILE"):
+        if "sasl.password" in found:
+            raise ConfigError("set KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE, not both")
+        try:
+            found["sasl.password"] = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            raise ConfigError(f"cannot read KAFKA_SASL_PASSWORD_FILE {path!r}: {reason}") from None
+    return found
+
+
 def connection(bootstrap_flag: str | None, properties_file: str | None) -> tuple[str, dict]:
     """The bootstrap servers: from the flag (or its variable), else the properties file (a
-    hosted cluster's names its brokers), else the default; and the file's other entries."""
+    hosted cluster's names its brokers), else the default; and the other settings: the
+    security variables', overridden by the file's entries."""
     properties = load_properties(properties_file) if properties_file else {}
     from_file = properties.pop("bootstrap.servers", None)
+    properties = {**security_settings(os.environ), **properties}
     return bootstrap_flag or from_file or DEFAULT_BOOTSTRAP_SERVERS, properties
 
 

@@ -172,3 +172,6 @@ def test_the_producer_exit_status() -> None:
     assert producer.exit_status(0, False, stopped_by) == lifecycle.EXIT_FAILED
     assert producer.exit_status(0, True, None) == lifecycle.EXIT_CLIENT_STUCK  # stranded
     assert producer.exit_status(3, True, stopped_by) == lifecycle.EXIT_CLIENT_STUCK  # wins
+    # A secured cluster refused its login or certificate: a setting to fix, as a bad flag is.
+    assert producer.exit_status(3, False, None, refused=True) == lifecycle.EXIT_USAGE
+    assert producer.exit_status(3, True, None, refused=True) == lifecycle.EXIT_CLIENT_STUCK

@@ -230,7 +230,8 @@ def librdkafka_record(facility: str, text: str) -> logging.LogRecord:
 
 
 def test_a_starting_clusters_producer_id_retry_is_explained_not_warned() -> None:
-    [quiet] = ClientHealth().callbacks()["logger"].filters
+    [health] = ClientHealth().callbacks()["logger"].filters
+    quiet = health.filter
     retry = librdkafka_record(
         "GETPID",
         "[thrd:main]: Failed to acquire idempotence PID from broker localhost:9095/1: Broker:"
@@ -244,6 +245,24 @@ def test_a_starting_clusters_producer_id_retry_is_explained_not_warned() -> None
     )
     assert quiet(other) and other.levelno == logging.WARNING
     assert not quiet(librdkafka_record("FAIL", "localhost:1/bootstrap: Connection refused"))
+
+
+def test_a_protocol_mismatch_stops_the_client_once_it_repeats() -> None:
+    health = ClientHealth()
+    [watcher] = health.callbacks()["logger"].filters
+    assert watcher is health  # the latest client health reads librdkafka's lines
+    closed = librdkafka_record(
+        "FAIL", "localhost:9394/bootstrap: Disconnected: connection closed by peer: receive 0"
+        " after POLLIN (after 2ms in state APIVERSION_QUERY)",
+    )  # fmt: skip
+    refused = librdkafka_record("FAIL", "localhost:9094/bootstrap: Connection refused")
+    for _ in range(50):  # a broker that is down: never a mismatch
+        assert not health.filter(refused)
+    assert health.refused is None
+    for n in range(10):
+        assert not health.filter(closed)
+        assert (health.refused is None) == (n < 9), n
+    assert health.broken and "set KAFKA_SECURITY_PROTOCOL" in health.refused
 
 
 def test_the_default_client_id_outside_compose_is_service_host_and_pid(
@@ -268,3 +287,47 @@ def test_the_default_client_id_outside_compose_is_service_host_and_pid(
         for _ in "ab"
     }
     assert len(two) == 2, two
+
+
+def test_the_security_variables_are_librdkafka_settings(tmp_path: Path) -> None:
+    from kafka_app.settings import security_settings
+
+    secret = tmp_path / "producer.password"
+    secret.write_text("s3cret\n")
+    environ = {
+        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "KAFKA_SASL_USERNAME": "producer",
+        "KAFKA_SASL_PASSWORD_FILE": str(secret),
+        "KAFKA_SSL_CA_LOCATION": "/etc/kafka/secrets/ca.pem",
+        "KAFKA_TOPIC": "not a security setting",
+    }
+    assert security_settings(environ) == {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "producer",
+        "sasl.password": "s3cret",
+        "ssl.ca.location": "/etc/kafka/secrets/ca.pem",
+    }
+    assert security_settings({}) == {}
+    with pytest.raises(ConfigError, match="not both"):
+        security_settings({**environ, "KAFKA_SASL_PASSWORD": "other"})
+    with pytest.raises(ConfigError, match=r"cannot read KAFKA_SASL_PASSWORD_FILE .*missing"):
+        security_settings({"KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "missing")})
+
+
+def test_a_properties_file_wins_over_the_security_variables(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "from-env")
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    path = tmp_path / "client.properties"
+    path.write_text("sasl.username=from-file\n")
+    _, properties = connection(None, str(path))
+    assert properties == {"sasl.username": "from-file", "security.protocol": "SASL_SSL"}
+
+
+def test_an_unreadable_password_file_exits_2_in_one_line(tmp_path: Path) -> None:
+    env = app_env(KAFKA_SASL_PASSWORD_FILE=str(tmp_path / "missing.password"))
+    result = run_script("producer.py", "--count", "1", env=env)
+    assert result.returncode == 2, result.stderr
+    assert "cannot read KAFKA_SASL_PASSWORD_FILE" in result.stderr
+    assert "Traceback" not in result.stderr
