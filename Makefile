@@ -78,8 +78,9 @@ chaos: jars
 	CHAOS_DURATION=$(DURATION) CHAOS_SEED=$(SEED) $(PY) -m pytest -s -p no:cacheprovider \
 		-m "extended or chaos" tests/faults
 
+# SECURE=1: the secured profile (docker-compose.secure.yml), as `up --secure`.
 demo: jars
-	$(PY) -m localcluster demo
+	$(PY) -m localcluster demo $(if $(SECURE),--secure)
 
 # On the cluster of `make up` or `make demo` (its remembered port offset included), or on
 # KAFKA_BOOTSTRAP_SERVERS when set; says so and stops if no broker answers.
@@ -87,7 +88,7 @@ ui: $(UI_STAMP)
 	$(PY) -m localcluster ui
 
 up: jars
-	$(PY) -m localcluster up
+	$(PY) -m localcluster up $(if $(SECURE),--secure)
 
 down: venv
 	$(PY) -m localcluster down

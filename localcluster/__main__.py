@@ -1,4 +1,5 @@
-"""python -m localcluster up | down [--wipe] | status | env | kill NODE | demo | ui | jars"""
+"""python -m localcluster up [--secure] | down [--wipe] | status | env | kill NODE | demo | ui
+| jars | secrets"""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import sys
 from rich.console import Console
 
 from kafka_app.settings import DEFAULT_BATCH_GROUP_ID, DEFAULT_SINGLE_GROUP_ID
-from localcluster import admin, status_view
-from localcluster.cluster import DEFAULT_HOME, LocalCluster
+from localcluster import secrets, status_view
+from localcluster.cluster import DEFAULT_HOME, ROOT, LocalCluster
 from localcluster.errors import ClusterError
 from localcluster.status import gather
 from localcluster.watch import count, seconds, watch
@@ -18,6 +19,10 @@ from localcluster.watch import count, seconds, watch
 # The apps' own default groups: importing kafka_app.settings starts no thread and does no I/O.
 GROUPS = [DEFAULT_BATCH_GROUP_ID, DEFAULT_SINGLE_GROUP_ID]
 console = Console(stderr=True, highlight=False)
+SECURE_HELP = (
+    "the secured profile (docker-compose.secure.yml: SASL_SSL, SCRAM, ACLs); later commands"
+    " remember it (also LOCALCLUSTER_SECURE=1)"
+)
 
 
 def say(message: str) -> None:
@@ -68,13 +73,20 @@ def cmd_ui(cluster: LocalCluster, args: argparse.Namespace) -> int:
     return run_ui(cluster)
 
 
+def cmd_secrets() -> int:
+    folder = ROOT / "secrets"
+    written = secrets.generate(folder)
+    say(f"wrote {', '.join(written)} in {folder}" if written else f"{folder} is complete")
+    return 0
+
+
 def cmd_status(cluster: LocalCluster, args: argparse.Namespace) -> int:
     out = status_view.console()
     # Named groups are shown alone; otherwise the apps' groups, and any other reading the topic.
     groups, list_all = (args.group, False) if args.group else (GROUPS, True)
     if args.watch:
         return watch(cluster, out, groups, list_all, args.interval, args.iterations)
-    client = admin.admin_client(cluster.bootstrap)
+    client = cluster.admin()
     snapshot = gather(cluster, client, cluster.quorum, groups, list_all)
     status_view.show(out, status_view.render(snapshot))
     return 1 if snapshot.failed else 0
@@ -87,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the nodes that are down and create the topic")
+    up.add_argument("--secure", action="store_true", help=SECURE_HELP)
     up.add_argument("--timeout", type=float, help="seconds to wait (LOCALCLUSTER_START_TIMEOUT)")
     down = sub.add_parser("down", help="stop every node (SIGTERM, then SIGKILL)")
     down.add_argument("--wipe", action="store_true", help="also delete the cluster's data")
@@ -113,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     kill.add_argument("node", type=int, help="node id (0, 1 or 2)")
     demo = sub.add_parser("demo", help="bring the cluster up and run the app services")
     demo.add_argument("--keep-cluster", action="store_true", help="leave the cluster running")
+    demo.add_argument("--secure", action="store_true", help=SECURE_HELP)
+    sub.add_parser("secrets", help="write the secured profile's CA, certificate and passwords")
     sub.add_parser("env", help="shell lines pointing the scripts at this cluster (for eval)")
     sub.add_parser("ui", help="kaskade's terminal view: topics, groups, members and lag")
     sub.add_parser("jars", help="resolve Kafka's jars and print their folder")
@@ -123,7 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         "kill": cmd_kill, "demo": cmd_demo, "ui": cmd_ui, "jars": cmd_jars,
     }  # fmt: skip
     try:
-        return commands[args.command](LocalCluster(say=say), args)
+        if args.command == "secrets":
+            return cmd_secrets()
+        cluster = LocalCluster(say=say, secure=getattr(args, "secure", False))
+        return commands[args.command](cluster, args)
     except ClusterError as exc:
         console.print(f"localcluster: error: {exc}", markup=False, soft_wrap=True)
         return 1

@@ -24,7 +24,8 @@ _quiet.addHandler(logging.NullHandler())
 _quiet.propagate = False
 
 
-def admin_client(bootstrap: str) -> AdminClient:
+def admin_client(bootstrap: str, security: dict[str, str] | None = None) -> AdminClient:
+    """``security``: the admin's login to a secured cluster (LocalCluster.security)."""
     return AdminClient(
         {
             "bootstrap.servers": bootstrap,
@@ -32,8 +33,15 @@ def admin_client(bootstrap: str) -> AdminClient:
             "error_cb": lambda _err: None,
             "socket.connection.setup.timeout.ms": 3000,
             "reconnect.backoff.max.ms": 500,
+            **(security or {}),
         }
     )
+
+
+def create_acls(admin: AdminClient, bindings: list, timeout: float = 10) -> None:
+    """Grant ``bindings`` (granting one again changes nothing)."""
+    for future in admin.create_acls(bindings, request_timeout=timeout).values():
+        future.result(timeout=timeout + 1)
 
 
 @dataclass
@@ -132,7 +140,9 @@ def topic_config(admin: AdminClient, topic: str, timeout: float = 5) -> dict[str
     return {name: entry.value for name, entry in future.result(timeout=timeout + 1).items()}
 
 
-def committed_offsets(bootstrap: str, group: str, topic: str, partitions=range(3), timeout=5):
+def committed_offsets(
+    bootstrap: str, group: str, topic: str, partitions=range(3), timeout=5, security=None
+):
     """The group's committed offset per partition (partitions never committed are omitted).
 
     Asked through a Consumer, not AdminClient.list_consumer_group_offsets: in confluent-kafka
@@ -147,6 +157,7 @@ def committed_offsets(bootstrap: str, group: str, topic: str, partitions=range(3
             "enable.auto.commit": False,
             "logger": _quiet,
             "error_cb": lambda _err: None,
+            **(security or {}),
         }
     )
     try:

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from localcluster import admin, compose, jars, state
+from confluent_kafka.admin import AdminClient
+
+from kafka_app import settings
+from localcluster import acls, admin, compose, jars, secrets, state
 from localcluster.errors import ClusterError
 from localcluster.nodes import (
     DOCKER_WRAPPER,
@@ -30,7 +33,9 @@ from localcluster.portcheck import require_free
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_HOME = ROOT / ".localcluster"
+SECURE_OVERRIDE = "docker-compose.secure.yml"  # `up --secure` reads it over the compose file
 STARTED_LINE = "Kafka Server started"
+START_OVER_HINT = "run `python -m localcluster down --wipe` first, or set another LOCALCLUSTER_HOME"
 Missing = TypeVar("Missing")  # what a wait still waits for (LocalCluster._wait)
 
 
@@ -61,11 +66,16 @@ STALL_BOUND = _env_seconds("LOCALCLUSTER_STALL_SECONDS", 60)
 
 
 class LocalCluster:
-    def __init__(self, say: Callable[[str], None] = print) -> None:
+    def __init__(self, say: Callable[[str], None] = print, secure: bool = False) -> None:
         self.compose_file = _env_path("LOCALCLUSTER_COMPOSE_FILE", ROOT / "docker-compose.yml")
         self.home = _env_path("LOCALCLUSTER_HOME", DEFAULT_HOME)
         self.cache = _env_path("LOCALCLUSTER_CACHE", ROOT / ".cache")
-        self.model = compose.load(self.compose_file)
+        remembered = state.read(self.home).get("secure", False)
+        self.secure = secure or remembered or os.environ.get("LOCALCLUSTER_SECURE") == "1"
+        self.model = self._load_model()
+        self.security = (  # the admin's login, kafka-init's in the compose file
+            settings.security_settings(self.model.init_environment) if self.secure else {}
+        )
         self.nodes = [Node(broker, self.home) for broker in self.model.brokers]
         if uid_base := os.environ.get("LOCALCLUSTER_NODE_UID_BASE"):  # root only: node n runs
             for node in self.nodes:  # as uid base + n, for the fault tests' network rules
@@ -77,6 +87,12 @@ class LocalCluster:
         self.say = say
         self._started = time.monotonic()
         self._restarted: set[str] = set()  # nodes started again during this `up`
+
+    def _load_model(self) -> compose.ComposeModel:
+        if not self.secure:
+            return compose.load(self.compose_file)
+        secrets.generate(self.compose_file.parent / "secrets")  # the override reads them
+        return compose.load(self.compose_file, self.compose_file.with_name(SECURE_OVERRIDE))
 
     # --- addresses ---------------------------------------------------------------------------
 
@@ -115,8 +131,13 @@ class LocalCluster:
                 f"{self.home} holds cluster {known.get('cluster_id')}, but docker-compose.yml"
                 f" now says {self.model.cluster_id}: run `python -m localcluster down --wipe`"
             )
+        if known and known.get("secure", False) != self.secure:
+            was = "secured" if known.get("secure") else "plaintext"
+            raise ClusterError(f"{self.home} holds a {was} cluster: {START_OVER_HINT}")
         ports = plan_ports(self.model.brokers, known.get("ports", {}), self.port_offset)
         now = {"cluster_id": self.model.cluster_id, "port_offset": self.port_offset, "ports": ports}
+        if self.secure:
+            now["secure"] = True
         if now != known:
             state.write(self.home, now)
         return ports
@@ -124,6 +145,10 @@ class LocalCluster:
     def localize(self, value: str) -> str:
         """``kafka-0:9092,...`` as the local cluster serves it (used for the apps in `demo`)."""
         return localize(value, self.ports())
+
+    def admin(self) -> AdminClient:
+        """An admin client of this cluster, logged in as its admin if it is secured."""
+        return admin.admin_client(self.bootstrap, self.security)
 
     def lib(self) -> Path:
         return jars.ensure_jars(self.cache, self.model.kafka_version, self._progress)
@@ -160,6 +185,7 @@ class LocalCluster:
         self._wait_started(stopped, offsets, deadline)
         self._wait_registered(deadline, offsets)
         self._init_topics(deadline)
+        self._grant_acls()
         self._wait_group_coordinator(deadline)
         elapsed = time.monotonic() - self._started
         names = " and ".join(spec.name for spec in self.model.topics)
@@ -322,7 +348,7 @@ class LocalCluster:
     def _wait_registered(self, deadline: float, offsets: dict[str, int]) -> None:
         """All brokers registered with the active controller, so the quorum has a leader."""
         expected = [n.node_id for n in self.nodes]
-        client = admin.admin_client(self.bootstrap)
+        client = self.admin()
 
         def unregistered() -> str | None:
             self._check_alive(self.nodes, offsets)
@@ -345,7 +371,7 @@ class LocalCluster:
         """What the compose kafka-init service does (the topic and its dead-letter topic), then
         wait for leaders and a full ISR."""
         specs = self.model.topics
-        client = admin.admin_client(self.bootstrap)
+        client = self.admin()
         created: set[str] = set()
 
         def not_ready() -> str | None:
@@ -378,12 +404,22 @@ class LocalCluster:
             configs = "".join(f", {name}={value}" for name, value in spec.config.items())
             self._progress(f"topic {spec.name} {verb}: {shape}{configs}, full ISR")
 
+    def _grant_acls(self) -> None:
+        """The secured profile's ACLs, as kafka-init grants them (ACLS_FILE)."""
+        if path := self.model.init_environment.get("ACLS_FILE"):
+            bindings = acls.load(Path(path))
+            admin.create_acls(self.admin(), bindings)
+            self._progress(f"{len(bindings)} ACLs of {Path(path).name} granted")
+
     def _wait_group_coordinator(self, deadline: float) -> None:
         """Consumer groups work: the first request creates __consumer_offsets (50 partitions)."""
 
         def unavailable() -> str | None:
             try:
-                admin.committed_offsets(self.bootstrap, "localcluster-probe", self.model.topic.name)
+                topic = self.model.topic.name
+                admin.committed_offsets(
+                    self.bootstrap, "localcluster-probe", topic, security=self.security
+                )
             except Exception as exc:
                 return admin.wait_error(exc)
             return None

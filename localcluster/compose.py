@@ -44,6 +44,7 @@ class BrokerService:
     node_id: int
     environment: dict[str, str]  # as the container gets it: CLUSTER_ID and KAFKA_* variables
     heap_opts: list[str]
+    mounts: dict[str, Path] = field(default_factory=dict)  # container path: host folder
 
     def listeners(self) -> list[Listener]:
         return parse_listeners(self.environment.get("KAFKA_LISTENERS", ""))
@@ -69,6 +70,7 @@ class AppService:
     replicas: int
     environment: dict[str, str] = field(default_factory=dict)
     restart: str = "no"  # the restart policy: no, always, unless-stopped, on-failure[:N]
+    mounts: dict[str, Path] = field(default_factory=dict)  # container path: host folder
 
     def restarts_after(self, exit_code: int, restarts_so_far: int) -> bool:
         """Whether Docker would start a replica again after it exited with `exit_code`."""
@@ -88,6 +90,8 @@ class ComposeModel:
     topic: TopicSpec
     dead_letter_topic: TopicSpec
     apps: list[AppService]
+    # kafka-init's variables, paths made the host's: the secured profile's admin login and ACLs.
+    init_environment: dict[str, str] = field(default_factory=dict)
 
     @property
     def topics(self) -> list[TopicSpec]:
@@ -108,16 +112,76 @@ def parse_listeners(value: str) -> list[Listener]:
     return listeners
 
 
-def _environment(service: dict) -> dict[str, str]:
-    env = service.get("environment") or {}
-    if isinstance(env, list):
-        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
-    return {str(k): _interpolate("" if v is None else str(v)) for k, v in env.items()}
+def _environment(service: dict, folder: Path | None = None) -> dict[str, str]:
+    """The service's variables as its container gets them: its ``env_file`` files (relative to
+    ``folder``, the compose file's), then its ``environment``, which wins."""
+    files = service.get("env_file") or []
+    variables = {}
+    for name in [files] if isinstance(files, str) else files:
+        variables.update(_env_file((folder or Path.cwd()) / name))
+    env = _as_dict(service.get("environment") or {})
+    variables.update({str(k): _interpolate("" if v is None else str(v)) for k, v in env.items()})
+    return variables
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        hint = " (`python -m localcluster secrets` writes it)" if "secrets" in path.parts else ""
+        raise ClusterError(f"{path} not found{hint}") from None
+    pairs = (line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+    return {key.strip(): value for key, value in pairs}
+
+
+def _mounts(service: dict, folder: Path) -> dict[str, Path]:
+    """The service's bind mounts of host folders (``./secrets:/etc/kafka/secrets:ro``)."""
+    mounts = {}
+    for volume in service.get("volumes") or []:
+        source, _, target = str(volume).partition(":")
+        if source.startswith((".", "/")):
+            mounts[target.split(":")[0]] = (folder / source).resolve()
+    return mounts
+
+
+def host_paths(value: str, mounts: dict[str, Path]) -> str:
+    """``value`` with every path under a mounted container folder made the host folder's."""
+    for inside, outside in mounts.items():
+        value = re.sub(rf"(?<![\w/]){re.escape(inside)}(?=/|$|[,;\s])", str(outside), value)
+    return value
 
 
 def _interpolate(value: str) -> str:
-    """``${VAR}`` and ``${VAR:-default}`` from this environment, as Compose reads them."""
-    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: os.environ.get(m[1]) or m[2] or "", value)
+    """``${VAR}`` and ``${VAR:-default}`` from this environment, and ``$$`` as ``$``, as Compose
+    reads them."""
+    pattern = r"\$\$|\$\{(\w+)(?::-([^}]*))?\}"
+    return re.sub(
+        pattern, lambda m: "$" if m[0] == "$$" else os.environ.get(m[1]) or m[2] or "", value
+    )
+
+
+def _merge(base: dict, override: dict) -> dict:
+    """Compose's merge of an override file's service into the base one: variables and volumes
+    add to the base's (same name or container path: the override's), other keys replace."""
+    merged = {**base, **override}
+    if "environment" in base and "environment" in override:
+        merged["environment"] = {
+            **_as_dict(base["environment"]),
+            **_as_dict(override["environment"]),
+        }
+    if "volumes" in base and "volumes" in override:
+        targets = {str(v).split(":")[1] for v in override["volumes"] if ":" in str(v)}
+        kept = [
+            v for v in base["volumes"] if ":" not in str(v) or str(v).split(":")[1] not in targets
+        ]
+        merged["volumes"] = kept + list(override["volumes"])
+    return merged
+
+
+def _as_dict(env: dict | list) -> dict:
+    if isinstance(env, list):
+        return dict(item.split("=", 1) if "=" in item else (item, None) for item in env)
+    return env
 
 
 def _kafka_version(image: str) -> str:
@@ -127,21 +191,33 @@ def _kafka_version(image: str) -> str:
     return tag
 
 
-def load(path: Path) -> ComposeModel:
-    try:
-        document = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ClusterError(f"{path} not found") from None
-    except yaml.YAMLError as exc:
-        raise ClusterError(f"{path} is not valid YAML: {exc}") from None
-    services: dict[str, dict] = (document or {}).get("services") or {}
+def _services(paths: list[Path]) -> dict[str, dict]:
+    """The services of the compose files, each override merged into the files before it."""
+    services: dict[str, dict] = {}
+    for path in paths:
+        try:
+            document = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ClusterError(f"{path} not found") from None
+        except yaml.YAMLError as exc:
+            raise ClusterError(f"{path} is not valid YAML: {exc}") from None
+        for name, service in ((document or {}).get("services") or {}).items():
+            services[name] = _merge(services.get(name, {}), service or {})
+    return services
+
+
+def load(path: Path, *overrides: Path) -> ComposeModel:
+    """The model of ``path``, with ``overrides`` merged in as ``docker compose -f path -f ...``
+    merges them; relative paths (env files, mounts) are the first file's folder's, as there."""
+    services = _services([path, *overrides])
+    folder = path.parent
 
     brokers: list[BrokerService] = []
     versions: set[str] = set()
     cluster_ids: set[str] = set()
     for name, service in services.items():
         image = str(service.get("image", ""))
-        env = _environment(service)
+        env = _environment(service, folder)
         if not image.startswith(KAFKA_IMAGE + ":") or "KAFKA_NODE_ID" not in env:
             continue
         versions.add(_kafka_version(image))
@@ -153,6 +229,7 @@ def load(path: Path) -> ComposeModel:
                 node_id=int(env["KAFKA_NODE_ID"]),
                 environment=env,
                 heap_opts=env.get("KAFKA_HEAP_OPTS", "-Xms512m -Xmx512m").split(),
+                mounts=_mounts(service, folder),
             )
         )
     if not brokers:
@@ -169,8 +246,14 @@ def load(path: Path) -> ComposeModel:
         brokers=brokers,
         topic=_topic(services, path, "TOPIC_"),
         dead_letter_topic=_topic(services, path, "DLQ_TOPIC_"),
-        apps=_apps(services),
+        apps=_apps(services, folder),
+        init_environment=_host_environment(services.get("kafka-init") or {}, folder),
     )
+
+
+def _host_environment(service: dict, folder: Path) -> dict[str, str]:
+    mounts = _mounts(service, folder)
+    return {key: host_paths(value, mounts) for key, value in _environment(service, folder).items()}
 
 
 def _topic(services: dict[str, dict], path: Path, prefix: str) -> TopicSpec:
@@ -195,7 +278,7 @@ def _topic(services: dict[str, dict], path: Path, prefix: str) -> TopicSpec:
     return spec
 
 
-def _apps(services: dict[str, dict]) -> list[AppService]:
+def _apps(services: dict[str, dict], folder: Path) -> list[AppService]:
     apps = []
     for name, service in services.items():
         if "build" not in service:
@@ -208,7 +291,8 @@ def _apps(services: dict[str, dict]) -> list[AppService]:
         restart = "no" if restart is False else str(restart)  # YAML 1.1 reads a bare no as false
         if not re.fullmatch(r"no|always|unless-stopped|on-failure(:\d+)?", restart):
             raise ClusterError(f"service {name}: unknown restart policy {restart!r}")
+        environment, mounts = _environment(service, folder), _mounts(service, folder)
         apps.append(
-            AppService(name, [str(c) for c in command], replicas, _environment(service), restart)
+            AppService(name, [str(c) for c in command], replicas, environment, restart, mounts)
         )
     return apps

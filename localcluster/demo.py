@@ -24,7 +24,7 @@ from typing import TextIO
 
 from localcluster import metrics_ports
 from localcluster.cluster import ROOT, LocalCluster
-from localcluster.compose import AppService
+from localcluster.compose import AppService, host_paths
 from localcluster.nodes import LOOPBACK
 
 STOP_TIMEOUT = 30.0
@@ -105,7 +105,8 @@ class Apps:
         # Replicas share this host, where containers each had their own: the replica name tells
         # their Kafka clients apart. A client id the compose file sets wins, as in Docker.
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "KAFKA_CLIENT_ID": name}
-        env.update({key: self.cluster.localize(value) for key, value in app.environment.items()})
+        localize = self.cluster.localize
+        env.update({k: host_paths(localize(v), app.mounts) for k, v in app.environment.items()})
         env.update(metrics_ports.environment(self.metrics_ports, name))
         process = subprocess.Popen(
             command,

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localcluster.compose import BrokerService
+from localcluster.compose import BrokerService, host_paths
 from localcluster.errors import ClusterError
 
 LOOPBACK = "127.0.0.1"
@@ -77,6 +77,9 @@ class Node:
     # Run the JVM as this uid (and gid): network rules can then tell the nodes apart by the
     # owner of a packet's socket, though all of them talk over loopback (tests/support/nemesis).
     uid: int | None = None
+    # Between begin_setup() and finish_setup(): whether the storage was new, and the JVM.
+    _new_storage: bool = field(default=False, repr=False)
+    _java: str = field(default="java", repr=False)
 
     @property
     def name(self) -> str:
@@ -169,9 +172,11 @@ class Node:
 
     def _setup_inputs(self, lib: Path, environment: dict[str, str]) -> dict:
         written = self.properties_file.read_bytes() if self.properties_file.exists() else b""
+        # The environment's digest, not its values: the secured profile's hold a password.
+        variables = json.dumps(environment, sort_keys=True).encode()
         return {
             "classpath": str(lib),
-            "environment": environment,
+            "environment sha256": hashlib.sha256(variables).hexdigest(),
             "server.properties sha256": hashlib.sha256(written).hexdigest(),
         }
 
@@ -193,7 +198,10 @@ class Node:
         mounted config files are given: once any KAFKA_* property is set, the image does not use
         its default server.properties either.
         """
+        self._new_storage = not self.formatted()  # the secured profile formats it again
+        self._java = java
         self.config_dir.mkdir(parents=True, exist_ok=True)
+        self.config_dir.chmod(0o700)  # server.properties may hold the brokers' password
         self.setup_record.unlink(missing_ok=True)
         self.properties_file.unlink(missing_ok=True)  # so that a file found after it is its own
         no_files = self.dir / "no-configs"  # an empty folder, as /mnt/shared/config in the image
@@ -212,6 +220,22 @@ class Node:
             stderr=subprocess.PIPE,
             text=True,
         )
+
+    def format_with_scram(self, java: str, lib: Path, environment: dict[str, str]) -> None:
+        """A new node's format again, with the SCRAM users of the argument file that
+        SCRAM_FORMAT_ARGS names (localcluster/secrets.py), so that the brokers and the apps can
+        log in from the first start (KIP-900). The wrapper formats without them; a node that
+        never ran has only the files the format wrote. The passwords stay in the file: java
+        reads ``@file`` itself, so no command line holds them."""
+        for name in ("meta.properties", "bootstrap.checkpoint"):
+            (self.data_dir / name).unlink(missing_ok=True)
+        args = environment["SCRAM_FORMAT_ARGS"]
+        cluster = ["--cluster-id", environment["CLUSTER_ID"], "-c", str(self.properties_file)]
+        command = self.jvm_command(java, lib, f"@{args}", *cluster)
+        run = subprocess.run(command, capture_output=True, text=True, timeout=SETUP_TIMEOUT)
+        if run.returncode != 0:
+            why = last_error_line(run.stderr or run.stdout)
+            raise ClusterError(f"{self.name}: format with SCRAM users failed: {why}")
 
     def finish_setup(self, run: subprocess.Popen, lib: Path, environment: dict[str, str]) -> None:
         """Waits for the setup; ClusterError with the wrapper's error line if it failed.
@@ -236,6 +260,9 @@ class Node:
             )
         if not self.properties_file.exists():
             raise ClusterError(f"{self.name}: {DOCKER_WRAPPER} setup wrote no server.properties")
+        self.properties_file.chmod(0o600)  # the secured profile's holds the brokers' password
+        if self._new_storage and "SCRAM_FORMAT_ARGS" in environment:
+            self.format_with_scram(self._java, lib, environment)
         self.setup_record.write_text(
             json.dumps(self._setup_inputs(lib, environment), indent=2, sort_keys=True)
         )
@@ -362,7 +389,9 @@ def localize(value: str, ports: dict[str, int]) -> str:
 
     def replace(match: re.Match[str]) -> str:
         port = ports.get(match[0])
-        return f"{LOOPBACK}:{port}" if port else match[0]
+        # A name stays a name: TLS clients check it against the certificate (localhost).
+        host = "localhost" if match[0].startswith("localhost:") else LOOPBACK
+        return f"{host}:{port}" if port else match[0]
 
     return re.sub(r"[A-Za-z0-9][A-Za-z0-9.-]*:\d+", replace, value)
 
@@ -381,9 +410,13 @@ def local_environment(
       on 9092 and 9093, on different hosts);
     - every other value naming a listener as ``hostname:port`` (the advertised listeners, the
       quorum voters) names that loopback port instead;
-    - KAFKA_LOG_DIRS is the node's data folder, not the container's volume.
+    - KAFKA_LOG_DIRS is the node's data folder, not the container's volume;
+    - a path inside a bind mount (the secured profile's /etc/kafka/secrets) is the host's.
     """
-    environment = {key: localize(value, ports) for key, value in broker.environment.items()}
+    environment = {
+        key: host_paths(localize(value, ports), broker.mounts)
+        for key, value in broker.environment.items()
+    }
     environment["KAFKA_LISTENERS"] = ",".join(
         f"{item.name}://{LOOPBACK}:{ports[f'{broker.hostname}:{item.port}']}"
         for item in broker.listeners()

@@ -131,7 +131,7 @@ def gather(
         dead_letters = cluster.model.dead_letter_topic.name
         snapshot.dead_letters = topic_view(client, dead_letters, True, timeout)
         if snapshot.topic.problem is None:
-            group_views(snapshot, cluster.bootstrap, client, groups, list_all, timeout)
+            group_views(snapshot, cluster, client, groups, list_all, timeout)
     except Stopped as stop:
         snapshot.unreachable = str(stop)
     return snapshot
@@ -163,7 +163,7 @@ def topic_view(client: AdminClient, name: str, with_starts: bool, timeout: float
 
 def group_views(
     snapshot: Snapshot,
-    bootstrap: str,
+    cluster: LocalCluster,
     client: AdminClient,
     asked: list[str],
     list_all: bool,
@@ -189,7 +189,7 @@ def group_views(
     for group in shown:
         try:
             group.committed = admin.committed_offsets(
-                bootstrap, group.name, topic.name, numbers, timeout
+                cluster.bootstrap, group.name, topic.name, numbers, timeout, cluster.security
             )
         except Exception as exc:
             raise Stopped(

@@ -38,6 +38,8 @@ def kaskade_command(bootstrap: str) -> list[str]:
 def run_ui(cluster: LocalCluster) -> NoReturn:
     """Replaces this process with kaskade, once a broker answers: with none, kaskade shows an
     empty table marked "Not Updated", and no error, for as long as it runs."""
+    if cluster.secure:  # kaskade takes its settings on the command line, which `ps` shows
+        raise ClusterError("`make ui` does not log in to the secured cluster: use Kafka UI")
     bootstrap = bootstrap_servers(cluster)
     try:
         admin.registered_brokers(admin.admin_client(bootstrap))

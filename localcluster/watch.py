@@ -13,7 +13,6 @@ import time
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 
-from localcluster import admin
 from localcluster.cluster import LocalCluster, Quorum
 from localcluster.status import gather
 from localcluster.status_view import render, show
@@ -59,7 +58,7 @@ class Watcher:
         self.cluster, self.interval = cluster, interval
         self.groups, self.list_all = groups, list_all
         self.quorum = QuorumCache(cluster, max(interval, QUORUM_EVERY), QUORUM_TIMEOUT)
-        self.client = admin.admin_client(cluster.bootstrap)
+        self.client = cluster.admin()
 
     def refresh(self) -> list[RenderableType]:
         started = time.monotonic()
@@ -70,7 +69,7 @@ class Watcher:
         if snapshot.unreachable:
             # A client that talked to the cluster while all of it went down may be left knowing
             # no broker for good (librdkafka#5301): the next refresh starts with a fresh one.
-            self.client = admin.admin_client(self.cluster.bootstrap)
+            self.client = self.cluster.admin()
             self.quorum.forget()
         took = time.monotonic() - started
         at = time.strftime("%H:%M:%S", time.localtime(snapshot.taken_at))

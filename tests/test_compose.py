@@ -474,3 +474,43 @@ def test_the_local_cluster_reads_app_variables_as_compose_interpolates_them(
     assert {
         app.environment["COMPOSE_PROJECT_NAME"] for app in load(ROOT / "docker-compose.yml").apps
     } == {"demo"}
+
+
+# --------------------------------------------------------------------------------------------
+# The secured override: localcluster merges it as Compose does
+# --------------------------------------------------------------------------------------------
+
+
+def test_the_secured_override_merges_as_compose_merges_it(tmp_path: Path, monkeypatch) -> None:
+    from localcluster import compose as local_compose
+    from localcluster import secrets
+
+    monkeypatch.setenv("COMPOSE_PROJECT_NAME", "demo")  # both read it: Compose and localcluster
+    # A copy beside secrets of its own: Compose reads env_file, which must exist.
+    for name in ("docker-compose.yml", "docker-compose.secure.yml"):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    secrets.generate(tmp_path / "secrets")
+    result = subprocess.run(
+        [str(COMPOSE_BIN), "-f", "docker-compose.yml", "-f", "docker-compose.secure.yml",
+         "config", "--format", "json"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    merged = json.loads(result.stdout)["services"]
+    ours = local_compose.load(
+        tmp_path / "docker-compose.yml", tmp_path / "docker-compose.secure.yml"
+    )
+
+    def unescaped(service: str) -> dict:  # `config` writes a compose file: `$` stays `$$`
+        return {k: v.replace("$$", "$") for k, v in env(merged[service]).items()}
+
+    for broker in ours.brokers:
+        assert broker.environment == unescaped(broker.service), broker.service
+        assert broker.mounts == {"/etc/kafka/secrets": (tmp_path / "secrets").resolve()}
+        assert broker.environment["KAFKA_SSL_PRINCIPAL_MAPPING_RULES"].count("$") == 2
+    for app in ours.apps:
+        assert app.environment == unescaped(app.service), app.service
+    assert ours.init_environment["ACLS_FILE"] == str((tmp_path / "secure/acls.conf").resolve())
+    # The control: the plaintext file alone has none of it.
+    plain = local_compose.load(tmp_path / "docker-compose.yml")
+    assert "KAFKA_SUPER_USERS" not in plain.brokers[0].environment

@@ -671,3 +671,52 @@ def test_down_leaves_no_java_process_and_no_port(kafka_cluster):
     finally:
         local.up()
     assert kafka_cluster.wait_full_isr(TOPIC, timeout=60)
+
+
+def test_the_acls_file_is_kafka_acls_options_and_a_wrong_line_is_named(tmp_path: Path) -> None:
+    from confluent_kafka.admin import AclOperation, ResourceType
+
+    from localcluster import acls
+
+    bindings = acls.load(ROOT / "secure" / "acls.conf")
+    producer = {
+        (b.restype, b.name, b.operation) for b in bindings if b.principal == "User:producer"
+    }
+    assert producer == {
+        (ResourceType.TOPIC, "final-1-topic", AclOperation.WRITE),
+        (ResourceType.TOPIC, "final-1-topic", AclOperation.DESCRIBE),
+    }
+    ui = {b.operation for b in bindings if b.principal == "User:kafka-ui"}
+    assert AclOperation.WRITE not in ui and AclOperation.DESCRIBE_CONFIGS in ui
+    wrong = tmp_path / "acls.conf"
+    wrong.write_text("# a comment\n--allow-principal User:x --operation Wrte --topic t\n")
+    with pytest.raises(ClusterError, match=r"acls.conf:2: unknown operation 'Wrte'"):
+        acls.load(wrong)
+    wrong.write_text("--allow-principal User:x --topic t\n")
+    with pytest.raises(ClusterError, match=r"acls.conf:1: .*--operation"):
+        acls.load(wrong)
+
+
+def test_secrets_are_private_complete_and_never_overwritten(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    from localcluster import secrets
+
+    folder = tmp_path / "secrets"
+    written = secrets.generate(folder)
+    assert "broker.pem" in written and secrets.generate(folder) == []
+    for path in folder.iterdir():
+        private = path.name != "ca.pem"
+        assert (path.stat().st_mode & 0o077 == 0) == private, path.name
+    pem = (folder / "broker.pem").read_text()
+    assert "BEGIN PRIVATE KEY" in pem  # PKCS#8: Kafka's PEM keystore reads no other
+    names = x509.load_pem_x509_certificate(pem.encode()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    )
+    assert set(names.value.get_values_for_type(x509.DNSName)) == {
+        "kafka-0", "kafka-1", "kafka-2", "localhost"
+    }  # fmt: skip
+    passwords = secrets.passwords(folder)
+    assert len(set(passwords.values())) == len(secrets.PRINCIPALS)
+    args = (folder / "scram-format.args").read_text()
+    assert all(f"name={p},password={passwords[p]}]" in args for p in secrets.PRINCIPALS)
