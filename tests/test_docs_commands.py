@@ -71,6 +71,11 @@ EXCLUDED: tuple[tuple[str, str], ...] = (
         "runs the whole suite (this test too) or the benchmarks, for many minutes",
     ),
     (
+        r"\bSECURE=1\b|--secure\b",
+        "the secured cluster would take the session's ports; tests/test_secure.py runs one of its"
+        " own",
+    ),
+    (
         r"^make (down|clean)\b|^python -m localcluster down\b",
         "would stop the session's cluster under the tests that follow",
     ),

@@ -1,0 +1,357 @@
+"""The secured profile (docker-compose.secure.yml) as local JVMs: SASL_SSL with SCRAM-SHA-512,
+TLS with the brokers' names checked, StandardAuthorizer, and the ACLs of secure/acls.conf.
+
+The module runs a cluster of its own (`python -m localcluster up --secure` in a temporary home,
+EXTERNAL ports +400) beside the session's plaintext one, and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import ssl
+import struct
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AclBindingFilter, AdminClient
+
+from localcluster import acls, admin
+from localcluster.cluster import ROOT, LocalCluster
+from support.processes import Apps, app_env, run_script
+from support.records import read_records
+from support.waits import wait_until
+
+pytestmark = pytest.mark.cluster
+SECRETS = ROOT / "secrets"
+TOPIC, DLQ = "final-1-topic", "final-1-topic.dlq"
+GROUPS = {"batch": "batch-group", "single": "single-group"}
+QUIET = logging.getLogger("test_secure.librdkafka")
+QUIET.addHandler(logging.NullHandler())
+QUIET.propagate = False
+# The ApiVersions v0 request the compose healthcheck sends (correlation id 1, client id "hc").
+API_VERSIONS = b"\0\0\0\x0c\0\x12\0\0\0\0\0\x01\0\x02hc"
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    home = tmp_path_factory.mktemp("secured-cluster")
+    saved = {
+        name: os.environ.get(name) for name in ("LOCALCLUSTER_HOME", "LOCALCLUSTER_PORT_OFFSET")
+    }
+    os.environ.update(LOCALCLUSTER_HOME=str(home), LOCALCLUSTER_PORT_OFFSET="400")
+    try:
+        cluster = LocalCluster(
+            say=lambda m: print(f"secured cluster: {m}", file=sys.stderr), secure=True
+        )
+    finally:
+        for name, value in saved.items():
+            os.environ.pop(name) if value is None else os.environ.update({name: value})
+    cluster.up()
+    try:
+        yield cluster
+    finally:
+        cluster.down(wipe=True)
+
+
+def password(principal: str) -> str:
+    return (SECRETS / f"{principal}.password").read_text().strip()
+
+
+def login(principal: str) -> dict[str, str]:
+    """The variables docker-compose.secure.yml gives an app (README.md, "Secure it")."""
+    return {
+        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "KAFKA_SASL_USERNAME": principal,
+        "KAFKA_SASL_PASSWORD_FILE": str(SECRETS / f"{principal}.password"),
+        "KAFKA_SSL_CA_LOCATION": str(SECRETS / "ca.pem"),
+    }
+
+
+def client(secured: LocalCluster, principal: str | None, secret: str = "", **extra) -> dict:
+    """A librdkafka config: as ``principal`` over SASL_SSL (with its password, or ``secret``),
+    or plaintext with None."""
+    config = {"bootstrap.servers": secured.bootstrap, "error_cb": lambda _e: None, **extra}
+    config["logger"] = QUIET  # the refused clients' retries would fill the test's output
+    if principal:
+        config |= {
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": principal,
+            "sasl.password": secret or password(principal),
+            "ssl.ca.location": str(SECRETS / "ca.pem"),
+        }
+    return config
+
+
+def write_one(config: dict) -> list:
+    """The delivery report's error of one record written with ``config`` (None: written)."""
+    reports: list = []
+    writer = Producer({**config, "message.timeout.ms": 5000})
+    writer.produce(TOPIC, b"x", key=b"stranger", on_delivery=lambda err, _m: reports.append(err))
+    writer.flush(10)
+    return reports
+
+
+def end_offsets(secured: LocalCluster, topic: str) -> dict[int, int]:
+    return admin.end_offsets(secured.admin(), topic, [0, 1, 2])
+
+
+def test_the_secured_demo_delivers_commits_and_dead_letters(secured: LocalCluster, tmp_path):
+    with Apps(tmp_path, secured.bootstrap) as apps:
+        producers = [
+            apps.start("producer.py", f"producer-{n}", TOPIC, "--interval", 0, "--count", 100,
+                       "--delivered-log", tmp_path / f"producer-{n}.acked", **login("producer"))
+            for n in (1, 2)
+        ]  # fmt: skip
+        for app in producers:
+            assert app.wait(60) == 0, app.tail()
+        poison = Producer(client(secured, "producer"))
+        poison.produce(TOPIC, b"not a MessageModel", key=b"poison-1")
+        assert poison.flush(15) == 0
+        consumers = [
+            apps.start(f"{kind}_message_consumer.py", kind, TOPIC, "--group-id", group,
+                       "--processed-log", tmp_path / f"{kind}.processed", "--idle-exit", 8,
+                       **login(f"{kind}-consumer"))
+            for kind, group in GROUPS.items()
+        ]  # fmt: skip
+        for app in consumers:
+            assert app.wait(120) == 0, app.tail()
+    acked = {r[2] for n in (1, 2) for r in read_records(tmp_path / f"producer-{n}.acked")}
+    assert len(acked) == 200
+    ends = end_offsets(secured, TOPIC)
+    for kind, group in GROUPS.items():
+        processed = {r[2] for r in read_records(tmp_path / f"{kind}.processed")}
+        assert acked <= processed, f"{kind}: {len(acked - processed)} acknowledged not processed"
+        assert "-" in processed, f"{kind}: the poison record was not dead-lettered"
+        committed = admin.committed_offsets(
+            secured.bootstrap, group, TOPIC, security=secured.security
+        )
+        assert committed == ends, f"{kind}: {group} committed {committed}, the ends are {ends}"
+    assert dead_letter_groups(secured) == sorted(GROUPS.values())
+    assert_no_password_logged([tmp_path, secured.home])
+
+
+def dead_letter_groups(secured: LocalCluster) -> list[str]:
+    """The group header of every dead letter of the poison record, read as the admin."""
+    settings = {"group.id": f"read-{uuid.uuid4()}", "enable.auto.commit": False}
+    reader = Consumer(client(secured, "admin", **settings))
+    reader.assign([TopicPartition(DLQ, p, 0) for p in range(3)])
+    groups, deadline = [], time.monotonic() + 20
+    while len(groups) < 2 and time.monotonic() < deadline:
+        msg = reader.poll(1)
+        if msg is not None and not msg.error() and msg.key() == b"poison-1":
+            groups.append(dict(msg.headers())["kafka_dlt-original-consumer-group"].decode())
+    reader.close()
+    return sorted(groups)
+
+
+def assert_no_password_logged(folders: list[Path]) -> None:
+    """No log of an app or a broker holds any principal's password. (server.properties must
+    hold the brokers': it shows the search finds one where there is one.)"""
+    secrets = {p.stem: p.read_text().strip() for p in SECRETS.glob("*.password")}
+    assert len(secrets) == 6 and all(len(s) == 32 for s in secrets.values()), secrets.keys()
+    logs = [f for folder in folders for f in folder.rglob("*.log") if f.is_file()]
+    assert len(logs) >= 5, logs  # 2 producers, 2 consumers, 3 brokers at least
+    for log in logs:
+        text = log.read_text(errors="replace")
+        leaked = [name for name, secret in secrets.items() if secret in text]
+        assert not leaked, f"{log} holds the password of {leaked}"
+    properties = next(folders[-1].rglob("server.properties")).read_text()
+    assert secrets["broker"] in properties, "the search would not find a password"
+
+
+def test_unauthenticated_clients_can_neither_list_read_nor_write(secured: LocalCluster):
+    before = end_offsets(secured, TOPIC)
+    strangers = {
+        "plaintext": client(secured, None),
+        "wrong password": client(secured, "producer", secret="not-the-password"),
+    }
+    for who, config in strangers.items():
+        with pytest.raises(KafkaException):  # list
+            AdminClient(config).list_topics(timeout=5)
+        refused = write_one(config)
+        assert len(refused) == 1 and refused[0] is not None, f"{who}: a write was acknowledged"
+        reader = Consumer({**config, "group.id": "batch-group"})
+        reader.assign([TopicPartition(TOPIC, p, 0) for p in range(3)])
+        got = [m for m in (reader.poll(1) for _ in range(5)) if m is not None and not m.error()]
+        reader.close()
+        assert got == [], f"{who}: read {len(got)} records"
+    assert end_offsets(secured, TOPIC) == before
+    # The control: the same write with the producer's own password is acknowledged.
+    assert write_one(client(secured, "producer")) == [None]
+    assert end_offsets(secured, TOPIC) != before
+
+
+def api_versions(port: int, tls: bool) -> bytes:
+    """The first 10 bytes of the answer to the healthcheck's ApiVersions request."""
+    with socket.create_connection(("localhost", port), timeout=5) as raw:
+        conn = raw
+        if tls:
+            context = ssl.create_default_context(cafile=str(SECRETS / "ca.pem"))
+            conn = context.wrap_socket(raw, server_hostname="localhost")
+        conn.sendall(API_VERSIONS)
+        answer = b""
+        try:
+            while len(answer) < 10 and (chunk := conn.recv(10 - len(answer))):
+                answer += chunk
+        except (ConnectionError, TimeoutError, ssl.SSLError):
+            pass
+        return answer
+
+
+def test_no_published_port_answers_plaintext(secured: LocalCluster):
+    for address in secured.bootstrap.split(","):
+        port = int(address.rpartition(":")[2])
+        assert api_versions(port, tls=False)[4:10] != b"\0\0\0\x01\0\0", f"{port} answered"
+        # The control: the same request over TLS, with the brokers' names checked, is answered.
+        answer = api_versions(port, tls=True)
+        assert struct.unpack(">ih", answer[4:10]) == (1, 0), f"{port}: {answer!r}"
+
+
+# --- each refusal: one line naming what is wrong, and an exit, within 30 s ---------------------
+
+
+def run(script: str, *args: object, env: dict) -> tuple[int, float, str]:
+    """Run a script to its end: its exit status, seconds taken, and its log."""
+    started = time.monotonic()
+    result = run_script(script, *args, env=env, timeout=60)
+    return result.returncode, time.monotonic() - started, result.stderr
+
+
+def secured_env(secured: LocalCluster, principal: str, **changes: str) -> dict:
+    return app_env(secured.bootstrap, TOPIC, **{**login(principal), **changes})
+
+
+def other_ca(tmp_path: Path) -> Path:
+    path = tmp_path / "other-ca.pem"
+    path.write_bytes(trustme.CA().cert_pem.bytes())
+    return path
+
+
+@pytest.fixture
+def acl(secured: LocalCluster) -> Iterator[Callable[[str], None]]:
+    """Grant a line of secure/acls.conf's kind for the test's time."""
+    granted = []
+
+    def grant(line: str) -> None:
+        path = secured.home / f"acl-{uuid.uuid4().hex[:6]}.conf"
+        path.write_text(line + "\n")
+        bindings = acls.load(path)
+        admin.create_acls(secured.admin(), bindings)
+        granted.extend(bindings)
+        time.sleep(1)  # ACLs reach every broker asynchronously
+
+    yield grant
+    if granted:
+        filters = [
+            AclBindingFilter(b.restype, b.name, b.resource_pattern_type, b.principal, b.host,
+                             b.operation, b.permission_type)
+            for b in granted
+        ]  # fmt: skip
+        client = secured.admin()  # held until the answers came: a dropped one cancels them
+        for future in client.delete_acls(filters).values():
+            future.result(timeout=10)
+
+
+REFUSALS = {  # case: (principal, script, variables changed, exit status, the line)
+    "wrong password": (
+        "producer", "producer.py", {"KAFKA_SASL_PASSWORD_FILE": "WRONG"}, 2,
+        "The cluster refused the login of producer",
+    ),
+    "unknown user": (
+        "nobody", "batch_message_consumer.py", {"KAFKA_SASL_PASSWORD_FILE": "WRONG"}, 2,
+        "The cluster refused the login of nobody",
+    ),
+    "untrusted CA": (
+        "producer", "producer.py", {"KAFKA_SSL_CA_LOCATION": "OTHER_CA"}, 2,
+        "The brokers' certificate cannot be trusted",
+    ),
+    "plaintext client, TLS listener": (
+        "producer", "single_message_consumer.py", {"KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}, 2,
+        "The brokers close the connection at the first request",
+    ),
+    "producer without Write on the topic": (
+        "batch-consumer", "producer.py", {}, 1,
+        "batch-consumer may not Write topic final-1-topic",
+    ),
+    "idempotent producer with Write on no topic": (
+        "kafka-ui", "producer.py", {}, 1, "kafka-ui may not start an idempotent producer",
+    ),
+    "consumer without Read in its group": (
+        "kafka-ui", "batch_message_consumer.py", {}, 1,
+        "kafka-ui may not read in group batch-group",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+def test_each_refusal_is_one_line_and_an_exit_within_30_s(secured, tmp_path, case) -> None:
+    principal, script, changes, status, line = REFUSALS[case]
+    (tmp_path / "wrong").write_text("not-the-password\n")
+    paths = {"WRONG": str(tmp_path / "wrong"), "OTHER_CA": str(other_ca(tmp_path))}
+    env = secured_env(secured, principal, **{k: paths.get(v, v) for k, v in changes.items()})
+    if principal == "nobody":
+        env["KAFKA_SASL_USERNAME"] = "nobody"
+    args = ["--count", 3, "--interval", 0] if script == "producer.py" else ["--idle-exit", 40]
+    code, seconds, log = run(script, *args, env=env)
+    assert line in log, log[-2000:]
+    assert code == status, log[-2000:]
+    assert seconds < 30, f"{case}: {seconds:.1f} s"
+    said = next(text for text in log.splitlines() if line in text)
+    print(f"REFUSAL {case}: exit {code} in {seconds:.1f} s: {said}")
+
+
+def test_a_tls_client_on_a_plaintext_listener_is_told(secured, kafka_cluster, tmp_path) -> None:
+    env = {**secured_env(secured, "producer"), "KAFKA_BOOTSTRAP_SERVERS": kafka_cluster.bootstrap}
+    code, seconds, log = run("producer.py", "--count", 1, env=env)
+    assert "The brokers' listener is plaintext, but this client speaks TLS" in log, log[-2000:]
+    assert code == 2 and seconds < 30, (code, seconds)
+
+
+def test_a_consumer_without_read_on_the_topic_stops(secured, acl, tmp_path) -> None:
+    acl("--allow-principal User:producer --operation Read --group no-topic-read")
+    env = secured_env(secured, "producer")
+    code, seconds, log = run(
+        "batch_message_consumer.py", "--group-id", "no-topic-read", "--idle-exit", 40, env=env
+    )
+    assert "producer may not Read topic final-1-topic" in log, log[-2000:]
+    assert code == 1 and seconds < 30, (code, seconds)
+
+
+def test_a_consumer_denied_the_dead_letter_topic_never_commits_past_the_record(
+    secured, acl, tmp_path
+) -> None:
+    acl("--allow-principal User:producer --operation Read --topic final-1-topic")
+    acl("--allow-principal User:producer --operation Read --group dlq-denied")
+    writer = Producer(client(secured, "producer"))
+    reports: list = []
+    writer.produce(TOPIC, b"poison", key=b"dlq-denied", partition=0,
+                   on_delivery=lambda err, msg: reports.append((err, msg.offset())))  # fmt: skip
+    writer.flush(15)
+    [(error, poison_at)] = reports
+    assert error is None
+    env = secured_env(secured, "producer")
+    with Apps(tmp_path, secured.bootstrap) as apps:
+        consumer = apps.launch("single_message_consumer.py", "denied", "--group-id",
+                               "dlq-denied", "--max-attempts", 1, env=env)  # fmt: skip
+        refused = "Topic authorization failed"
+        wait_until(lambda: refused in consumer.log(), 30, "a refused dead letter", [consumer])
+        time.sleep(3)  # it retries with backoff, and commits nothing past the record
+        assert consumer.stop() == 0, consumer.tail()
+    lines = consumer.log().splitlines()
+    line = next(text for text in lines if "Cannot write the dead letter" in text)
+    assert "final-1-topic.dlq: Broker: Topic authorization failed" in line, line
+    assert "Not committed past it; will retry" in line
+    committed = admin.committed_offsets(
+        secured.bootstrap, "dlq-denied", TOPIC, security=secured.security
+    )
+    assert committed.get(0, 0) <= poison_at, (committed, poison_at)
