@@ -95,7 +95,7 @@ def client(secured: LocalCluster, principal: str | None, secret: str = "", **ext
 def write_one(config: dict) -> list:
     """The delivery report's error of one record written with ``config`` (None: written)."""
     reports: list = []
-    writer = Producer({**config, "message.timeout.ms": 5000})
+    writer = Producer({**config, "message.timeout.ms": 3000})
     writer.produce(TOPIC, b"x", key=b"stranger", on_delivery=lambda err, _m: reports.append(err))
     writer.flush(10)
     return reports
@@ -177,12 +177,12 @@ def test_unauthenticated_clients_can_neither_list_read_nor_write(secured: LocalC
     }
     for who, config in strangers.items():
         with pytest.raises(KafkaException):  # list
-            AdminClient(config).list_topics(timeout=5)
+            AdminClient(config).list_topics(timeout=3)
         refused = write_one(config)
         assert len(refused) == 1 and refused[0] is not None, f"{who}: a write was acknowledged"
         reader = Consumer({**config, "group.id": "batch-group"})
         reader.assign([TopicPartition(TOPIC, p, 0) for p in range(3)])
-        got = [m for m in (reader.poll(1) for _ in range(5)) if m is not None and not m.error()]
+        got = [m for m in (reader.poll(0.5) for _ in range(6)) if m is not None and not m.error()]
         reader.close()
         assert got == [], f"{who}: read {len(got)} records"
     assert end_offsets(secured, TOPIC) == before
@@ -355,3 +355,42 @@ def test_a_consumer_denied_the_dead_letter_topic_never_commits_past_the_record(
         secured.bootstrap, "dlq-denied", TOPIC, security=secured.security
     )
     assert committed.get(0, 0) <= poison_at, (committed, poison_at)
+
+
+def keys_in(secured: LocalCluster, topic: str) -> set[str]:
+    """Every key in ``topic`` up to its end offsets now, read as the admin."""
+    ends = end_offsets(secured, topic)
+    settings = {"group.id": f"read-{uuid.uuid4()}", "enable.auto.commit": False}
+    reader = Consumer(client(secured, "admin", **settings))
+    reader.assign([TopicPartition(topic, p, 0) for p in ends])
+    keys, left, deadline = set(), {p: e for p, e in ends.items() if e > 0}, time.monotonic() + 60
+    while left and time.monotonic() < deadline:
+        for msg in reader.consume(1000, timeout=1):
+            if msg.error() is None:
+                keys.add((msg.key() or b"").decode())
+                if msg.offset() + 1 >= left.get(msg.partition(), 0):
+                    left.pop(msg.partition(), None)
+    reader.close()
+    assert not left, f"not read to the end: {left}"
+    return keys
+
+
+def test_a_broker_sigkill_during_secured_traffic_loses_nothing_acknowledged(secured, tmp_path):
+    acked_file = tmp_path / "kill.acked"
+    victim = admin.topic_partitions(secured.admin(), TOPIC)[0].leader
+    with Apps(tmp_path, secured.bootstrap) as apps:
+        producer = apps.start(
+            "producer.py", "kill-producer", TOPIC, "--interval", 0.002, "--quiet",
+            "--count", 6000, "--delivered-log", acked_file, **login("producer"),
+        )  # fmt: skip
+        acks = lambda: len(read_records(acked_file))  # noqa: E731
+        wait_until(lambda: acks() >= 500, 60, "500 acks before the kill", [producer])
+        secured.kill(victim)
+        at_kill = acks()
+        wait_until(lambda: acks() > at_kill + 300, 90, "300 acks with a broker dead", [producer])
+        secured.up()
+        assert producer.wait(180) == 0, producer.tail()
+    acked = {message_id for _, _, message_id in read_records(acked_file)}
+    lost = acked - keys_in(secured, TOPIC)
+    print(f"FIGURES secured-broker-{victim}-killed: acked={len(acked)} lost={len(lost)}")
+    assert len(acked) == 6000 and not lost, f"{len(lost)} acknowledged, not in the topic"
