@@ -11,17 +11,19 @@ WORDS = {
     KafkaError._SSL: "The brokers' certificate cannot be trusted ({detail}): KAFKA_SSL_CA_LOCATION"
     " must be the CA that signed it, and the bootstrap servers names it holds (not an address"
     " it lacks); against a plaintext listener, unset KAFKA_SECURITY_PROTOCOL",
-    KafkaError.TOPIC_AUTHORIZATION_FAILED: "{who} may not {operation} topic {topic}: "
-    + GRANT
-    + " {operation} --topic {topic}",
-    KafkaError.GROUP_AUTHORIZATION_FAILED: "{who} may not read in group {group}: "
-    + GRANT
-    + " Read --group {group}",
+    KafkaError.TOPIC_AUTHORIZATION_FAILED: "{who} may not {operation} topic {topic}: {grant}"
+    " {operation} --topic {topic}",
+    KafkaError.GROUP_AUTHORIZATION_FAILED: "{who} may not read in group {group}: {grant} Read"
+    " --group {group}",
     KafkaError.CLUSTER_AUTHORIZATION_FAILED: "{who} may not start an idempotent producer: it"
-    " needs Write on a topic (KIP-679): " + GRANT + " Write --topic <its topic>",
+    " needs Write on a topic (KIP-679): {grant} Write --topic <its topic>",
 }
-# Of the TLS errors, only these never heal: a broker restarting can also break a handshake.
-PERMANENT_SSL = ("certificate verify failed", "wrong version number", "packet length too long")
+# Of the login and TLS errors, only these never heal: a broker restarting can also break a
+# handshake, or the connection during a login ("SaslAuthenticateRequest failed: ... transport").
+PERMANENT = {
+    KafkaError._AUTHENTICATION: ("invalid credentials", "Unsupported SASL mechanism"),
+    KafkaError._SSL: ("certificate verify failed", "wrong version number"),
+}
 
 
 def refusal(error: KafkaError, who: str | None, **where: str) -> str | None:
@@ -31,7 +33,8 @@ def refusal(error: KafkaError, who: str | None, **where: str) -> str | None:
     if words is None:
         return None
     detail = error.str()
-    if error.code() == KafkaError._SSL and not any(s in detail for s in PERMANENT_SSL):
+    if error.code() in PERMANENT and not any(s in detail for s in PERMANENT[error.code()]):
         return None
+    who = who or "this client (no KAFKA_SASL_USERNAME)"
     fields = {"operation": "Write", "topic": "?", "group": "?", **where}
-    return words.format(who=who or "this client (no KAFKA_SASL_USERNAME)", detail=detail, **fields)
+    return words.format(who=who, detail=detail, grant=GRANT.format(who=who), **fields)

@@ -95,7 +95,9 @@ def generate(folder: Path) -> list[str]:
     """Write what is missing; return the names written (none if the folder is complete)."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     written = []
-    if not (folder / "ca.pem").exists():
+    if not ((folder / "ca.pem").exists() and (folder / "broker.pem").exists()):
+        for name in ("ca.pem", "broker.pem"):  # one without the other: both anew
+            (folder / name).unlink(missing_ok=True)
         _certificates(folder)
         written += ["ca.pem", "broker.pem"]
     for principal in PRINCIPALS:

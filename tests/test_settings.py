@@ -331,3 +331,24 @@ def test_an_unreadable_password_file_exits_2_in_one_line(tmp_path: Path) -> None
     assert result.returncode == 2, result.stderr
     assert "cannot read KAFKA_SASL_PASSWORD_FILE" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_only_refusals_that_cannot_heal_stop_a_client() -> None:
+    from confluent_kafka import KafkaError
+
+    from kafka_app.refusals import refusal
+
+    wrong = KafkaError(KafkaError._AUTHENTICATION, "SASL authentication error: Authentication"
+                       " failed during authentication due to invalid credentials")  # fmt: skip
+    assert "refused the login of producer" in refusal(wrong, "producer")
+    untrusted = KafkaError(KafkaError._SSL, "SSL handshake failed: certificate verify failed")
+    assert "cannot be trusted" in refusal(untrusted, "producer")
+    # A broker going down in the middle of a login or a handshake: librdkafka reconnects.
+    lost = "SASL authentication error: SaslAuthenticateRequest failed: Local: Broker transport"
+    cut = KafkaError(KafkaError._AUTHENTICATION, lost + " failure")
+    assert refusal(cut, "producer") is None
+    reset = KafkaError(KafkaError._SSL, "SSL handshake failed: Disconnected: connection reset")
+    assert refusal(reset, "producer") is None
+    denied = KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED)
+    line = refusal(denied, "producer", operation="Read", topic="t")
+    assert line.startswith("producer may not Read topic t: ") and "--topic t" in line
