@@ -270,6 +270,8 @@ def markdown(
             )
     if metrics_cost:
         out += ["", metrics_cost]
+    if (HERE / "report-security.md").exists():  # python -m bench.security's last run
+        out += ["", _text("report-security.md")]
     out += [
         "",
         "## Machine and versions",

@@ -264,7 +264,9 @@ def run_worker(
     profile: Path | None = None,
     cwd: Path = ROOT,
     metrics: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> dict:
+    """Run one worker; ``env``: variables added to worker_env()'s (a secured cluster's login)."""
     command = [
         sys.executable, "-m", module, case, "--bootstrap", bootstrap, "--topic", topic,
         "--messages", str(messages), "--group", group or new_group(case, "worker"),
@@ -276,7 +278,7 @@ def run_worker(
     result = subprocess.run(
         command,
         cwd=cwd,  # python -m finds bench.ours, and the app code it drives, in this checkout
-        env=worker_env(),
+        env={**worker_env(), **(env or {})},
         capture_output=True,
         text=True,
         timeout=WORKER_TIMEOUT,
