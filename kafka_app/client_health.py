@@ -5,6 +5,7 @@ import json
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +36,9 @@ MISMATCHES = {
     " listener speaks TLS or SASL (a secured cluster); set KAFKA_SECURITY_PROTOCOL and the"
     " login (README.md, 'Secure it')",
 }
-MISMATCH_REPEATS = 10  # one such line can be a broker going down; a mismatch repeats it
+# One such line can be a broker going down mid-connection; a mismatch repeats it, each broker
+# every retry: this many within MISMATCH_SECONDS is a mismatch.
+MISMATCH_REPEATS, MISMATCH_SECONDS = 10, 15.0
 
 
 class ClientHealth:
@@ -49,7 +52,7 @@ class ClientHealth:
         self.stranded = False  # the client knows no broker any more: it will never reconnect
         self.refused: str | None = None  # a secured cluster's refusal (kafka_app/refusals)
         self.principal: str | None = None  # sasl.username, for those lines
-        self._mismatches = 0  # librdkafka's lines showing a protocol mismatch
+        self._mismatches: deque[float] = deque(maxlen=MISMATCH_REPEATS)  # when they came
         self.latest_stats: dict[str, tuple[float, dict]] = {}  # client name -> (when, stats)
         self.all_brokers_down_at = -math.inf  # the last _ALL_BROKERS_DOWN error
         self._no_broker_since: dict[str, float] = {}  # client name -> first stats without one
@@ -111,8 +114,9 @@ class ClientHealth:
     def _watch_mismatch(self, text: str) -> None:
         for sign, line in MISMATCHES.items():
             if sign in text and self.refused is None:
-                self._mismatches += 1
-                if self._mismatches >= MISMATCH_REPEATS:
+                self._mismatches.append(self.clock())
+                times = self._mismatches
+                if len(times) == MISMATCH_REPEATS and times[-1] - times[0] <= MISMATCH_SECONDS:
                     self.refused = line
                     logging.error(line)
 

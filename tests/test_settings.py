@@ -248,7 +248,8 @@ def test_a_starting_clusters_producer_id_retry_is_explained_not_warned() -> None
 
 
 def test_a_protocol_mismatch_stops_the_client_once_it_repeats() -> None:
-    health = ClientHealth()
+    now = [0.0]
+    health = ClientHealth(clock=lambda: now[0])
     [watcher] = health.callbacks()["logger"].filters
     assert watcher is health  # the latest client health reads librdkafka's lines
     closed = librdkafka_record(
@@ -259,9 +260,14 @@ def test_a_protocol_mismatch_stops_the_client_once_it_repeats() -> None:
     for _ in range(50):  # a broker that is down: never a mismatch
         assert not health.filter(refused)
     assert health.refused is None
-    for n in range(10):
+    for _ in range(30):  # a broker going down now and then, 20 s apart: never 10 in 15 s
+        now[0] += 20.0
         assert not health.filter(closed)
-        assert (health.refused is None) == (n < 9), n
+    assert health.refused is None
+    for n in range(10):  # a mismatch: every retry of every broker, 0.3 s apart
+        now[0] += 0.3
+        assert not health.filter(closed)
+        assert (health.refused is None) == (n < 8), n  # 9 of them and the last slow one
     assert health.broken and "set KAFKA_SECURITY_PROTOCOL" in health.refused
 
 
