@@ -434,13 +434,35 @@ class LocalCluster:
 
     # --- status -------------------------------------------------------------------------------
 
+    def _tool_login(self) -> list[str]:
+        """``--command-config`` for Kafka's Java tools on the secured cluster: the admin's login,
+        in a private file of the cluster's home (a password has no place on a command line)."""
+        if not self.secure:
+            return []
+        settings = {
+            "security.protocol": self.security["security.protocol"],
+            "sasl.mechanism": self.security["sasl.mechanism"],
+            "sasl.jaas.config": secrets.jaas(
+                self.security["sasl.username"], self.security["sasl.password"]
+            ),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": self.security["ssl.ca.location"],
+        }
+        path = self.home / "admin-tools.properties"
+        self.home.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.writelines(f"{key}={value}\n" for key, value in settings.items())
+        return ["--command-config", str(path)]
+
     def quorum(self, timeout: float = 60) -> Quorum:
         """The controller quorum, from Kafka's own MetadataQuorumCommand, within `timeout` s."""
         command = [
             jars.require_java(), "-cp", f"{self.lib()}/*",
             f"-Dlog4j2.configurationFile={Path(__file__).with_name('log4j2.xml')}",
             "org.apache.kafka.tools.MetadataQuorumCommand",
-            "--bootstrap-server", self.bootstrap, "describe", "--status",
+            "--bootstrap-server", self.bootstrap, *self._tool_login(), "describe", "--status",
         ]  # fmt: skip
         try:
             run = subprocess.run(

@@ -12,6 +12,7 @@ import os
 import socket
 import ssl
 import struct
+import subprocess
 import sys
 import time
 import uuid
@@ -394,3 +395,20 @@ def test_a_broker_sigkill_during_secured_traffic_loses_nothing_acknowledged(secu
     lost = acked - keys_in(secured, TOPIC)
     print(f"FIGURES secured-broker-{victim}-killed: acked={len(acked)} lost={len(lost)}")
     assert len(acked) == 6000 and not lost, f"{len(lost)} acknowledged, not in the topic"
+
+
+def test_status_reads_the_secured_cluster_as_its_admin(secured) -> None:
+    """`make status` needs no flag: the home remembers the profile, and Kafka's quorum tool gets
+    the admin's login from a private file, not from its command line."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCALCLUSTER_", "KAFKA_"))}
+    env["LOCALCLUSTER_HOME"] = str(secured.home)
+    result = subprocess.run(
+        [sys.executable, "-m", "localcluster", "status"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    out = result.stdout
+    assert result.returncode == 0, result.stderr + out
+    assert out.count("│ yes ") == 3 and "voters [0, 1, 2]" in out, out
+    assert "batch-group" in out and "leader none" not in out, out
+    login = secured.home / "admin-tools.properties"
+    assert login.stat().st_mode & 0o077 == 0 and password("admin") in login.read_text()
