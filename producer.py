@@ -9,7 +9,7 @@ id, so the partitioner spreads messages over the partitions. Every send ends in 
 - A message refused by a full local queue (BufferError) is retried, never dropped.
 - SIGTERM/SIGINT stop sending, then wait up to --flush-timeout seconds for outstanding
   messages; a second signal aborts at once. Exit status 0 only if every message was
-  acknowledged; 3 if the client was left with no broker (kafka_app/client_health.py).
+  acknowledged; 2 if a secured cluster refused it; 3 if it was left with no broker.
 
 Examples: ``--interval 0 --quiet`` sends as fast as possible, a progress line every 5 s;
 ``--count 100`` stops after 100 acknowledged messages.
@@ -20,7 +20,6 @@ import functools
 import logging
 import sys
 import time
-from collections.abc import Mapping
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -32,12 +31,6 @@ from kafka_app.lifecycle import counted
 from kafka_app.refusals import refusal
 from kafka_app.topic_check import require_topic
 from message_model import MessageModel, new_message_id
-
-# With idempotence librdkafka retries a message without limit until this timeout, so it is
-# the longest a message may wait for a leader: seconds for a broker restart or an election, a
-# minute or two for a full cluster restart. Longer would only hide a dead cluster.
-MESSAGE_TIMEOUT_MS = 300_000
-LINGER_MS = 5
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -88,25 +81,6 @@ class DeliveryTracker:
         if not self.quiet:
             at = "? (a retry of a message already written)" if offset is None else offset
             logging.info("Message delivered to %s [%d] @ %s", msg.topic(), msg.partition(), at)
-
-
-def producer_config(
-    bootstrap_servers: str, properties: Mapping[str, str] | None, interval: float, extra: dict
-) -> dict:
-    """``extra``: the client id and the callbacks (the delivery report, ClientHealth's)."""
-    tunables = {
-        # At full speed, wait up to 5 ms to fill a request with more messages. With a pause
-        # between messages there is nothing to batch: lingering would only add latency.
-        "linger.ms": LINGER_MS if interval * 1000 < LINGER_MS else 0,
-        # The cheapest codec; it shrinks the JSON field names repeated in a batch.
-        "compression.type": "lz4",
-        "message.timeout.ms": MESSAGE_TIMEOUT_MS,
-        **extra,
-    }
-    # Idempotence implies acks=all, max.in.flight <= 5 and retries until message.timeout.ms;
-    # a properties file that sets a conflicting value fails when the Producer is created.
-    guarantees = {"enable.idempotence": True}
-    return settings.client_config(bootstrap_servers, properties, tunables, guarantees)
 
 
 class Sending:
@@ -167,7 +141,7 @@ def open_producer(args: argparse.Namespace) -> Sending:
         bootstrap, properties = settings.connection(args.bootstrap_servers, args.client_properties)
         health.principal = properties.get("sasl.username")
         extra = {"client.id": args.client_id, **health.callbacks(), "on_delivery": tracker}
-        producer = Producer(producer_config(bootstrap, properties, args.interval, extra))
+        producer = Producer(settings.producer_config(bootstrap, properties, args.interval, extra))
     pace = f"one message every {args.interval:g} s" if args.interval else "as fast as possible"
     until = f", stopping after {counted(args.count, 'acknowledged message')}" if args.count else ""
     who = f"{args.client_id} (idempotent, acks=all)"
@@ -248,11 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     lifecycle.setup_logging(args.log_level, args.log_format)
     sending = open_producer(args)
     error = finish(sending, args, send_until_stopped(sending, args))
-    tracker = sending.tracker  # outstanding now: never acknowledged
-    health = sending.health
-    return exit_status(
-        tracker.outstanding + tracker.failed, health.stranded, error, bool(health.refused)
-    )
+    tracker, health = sending.tracker, sending.health
+    unacknowledged = tracker.outstanding + tracker.failed  # outstanding now: never acknowledged
+    return exit_status(unacknowledged, health.stranded, error, health.refused is not None)
 
 
 def log_progress(tracker: DeliveryTracker) -> None:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import producer
+from kafka_app import settings
 from kafka_app.settings import DEFAULT_BATCH_SIZE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +25,7 @@ RESULT_PREFIX = "BENCH-RESULT "
 CASES = ("producer", "batch", "single", "plain", "latency")
 BATCH_SIZE = DEFAULT_BATCH_SIZE  # also max.poll.records of VerifiableConsumer and the peers
 PLAIN_POLL = 500  # messages per poll for plain consumption: Java's max.poll.records default
-LINGER_MS = producer.LINGER_MS  # given to every producer in the comparison
+LINGER_MS = settings.LINGER_MS  # given to every producer in the comparison
 
 
 def worker_parser(description: str) -> argparse.ArgumentParser:

@@ -168,13 +168,17 @@ def run_latency(args) -> dict:
     from kafka_app.dead_letters import DeadLetters, dead_letter_producer_config
     from kafka_app.group_member import GroupMember
     from kafka_app.lifecycle import Heartbeat, RecordLog
-    from kafka_app.settings import DEFAULT_PRODUCER_INTERVAL_SECONDS, consumer_config
+    from kafka_app.settings import (
+        DEFAULT_PRODUCER_INTERVAL_SECONDS,
+        consumer_config,
+        producer_config,
+    )
 
     health = ClientHealth()
     # The demo's producer config: producer.py as `docker compose up` runs it.
     tracker = producer.DeliveryTracker(True, RecordLog(None))
     kafka_producer = producer.Producer(
-        producer.producer_config(
+        producer_config(
             args.bootstrap,
             None,
             DEFAULT_PRODUCER_INTERVAL_SECONDS,

@@ -24,8 +24,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench.run import _say, run_worker
+from localcluster.secrets import client_variables
 
 TOPIC, GROUP = "final-1-topic", "batch-group"
+SECRETS = Path(__file__).resolve().parents[1] / "secrets"  # localcluster secrets writes them
 MESSAGES = 60_000
 PRINCIPALS = {"producer": "producer", "batch": "batch-consumer"}
 NAMES = {"producer": "Producer", "batch": "Batch consumer"}
@@ -57,22 +59,10 @@ def own_cluster(offset: int, secure: bool) -> Iterator[str]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def login(principal: str) -> dict[str, str]:
-    """The variables docker-compose.secure.yml gives the app of ``principal``."""
-    secrets = Path(__file__).resolve().parents[1] / "secrets"
-    return {
-        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-        "KAFKA_SASL_USERNAME": principal,
-        "KAFKA_SASL_PASSWORD_FILE": str(secrets / f"{principal}.password"),
-        "KAFKA_SSL_CA_LOCATION": str(secrets / "ca.pem"),
-    }
-
-
 def one_round(where: dict[str, str], order: list[str], n: int, results: dict, label: str):
     for name in order:
         for case in ("producer", "batch"):
-            env = login(PRINCIPALS[case]) if name == "secured" else {}
+            env = client_variables(PRINCIPALS[case], SECRETS) if name == "secured" else {}
             group = GROUP if case == "batch" else None
             result = run_worker("bench.ours", case, where[name], TOPIC, n, group=group, env=env)
             _say(f"{label}: {name} {case} {result['rate']:,.0f} msg/s")

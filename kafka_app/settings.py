@@ -27,6 +27,11 @@ DEFAULT_MAX_ATTEMPTS = 5
 # Longer than any wait the loops make on purpose (a retry pause of up to 30 s, a commit behind
 # a rebalance), shorter than the 120 s after which a stuck commit ends the script.
 DEFAULT_LIVENESS_TIMEOUT_SECONDS = 60.0
+# With idempotence librdkafka retries a message without limit until this timeout, so it is
+# the longest a message may wait for a leader: seconds for a broker restart or an election, a
+# minute or two for a full cluster restart. Longer would only hide a dead cluster.
+MESSAGE_TIMEOUT_MS = 300_000
+LINGER_MS = 5
 
 # Consumer settings at-least-once processing depends on: a properties file may not change them.
 CONSUMER_GUARANTEES = {
@@ -121,6 +126,25 @@ def client_config(
                 f" needs {key}={str(value).lower()} for its delivery guarantees"
             )
     return {"bootstrap.servers": bootstrap_servers, **tunables, **properties, **guarantees}
+
+
+def producer_config(
+    bootstrap_servers: str, properties: Mapping[str, str] | None, interval: float, extra: dict
+) -> dict:
+    """``extra``: the client id and the callbacks (the delivery report, ClientHealth's)."""
+    tunables = {
+        # At full speed, wait up to 5 ms to fill a request with more messages. With a pause
+        # between messages there is nothing to batch: lingering would only add latency.
+        "linger.ms": LINGER_MS if interval * 1000 < LINGER_MS else 0,
+        # The cheapest codec; it shrinks the JSON field names repeated in a batch.
+        "compression.type": "lz4",
+        "message.timeout.ms": MESSAGE_TIMEOUT_MS,
+        **extra,
+    }
+    # Idempotence implies acks=all, max.in.flight <= 5 and retries until message.timeout.ms;
+    # a properties file that sets a conflicting value fails when the Producer is created.
+    guarantees = {"enable.idempotence": True}
+    return client_config(bootstrap_servers, properties, tunables, guarantees)
 
 
 def consumer_config(

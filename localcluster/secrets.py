@@ -112,3 +112,15 @@ def generate(folder: Path) -> list[str]:
 
 def passwords(folder: Path) -> dict[str, str]:
     return {p: (folder / f"{p}.password").read_text().strip() for p in PRINCIPALS}
+
+
+def client_variables(principal: str, folder: Path) -> dict[str, str]:
+    """The variables docker-compose.secure.yml gives the app of ``principal`` (README.md,
+    "Secure it"), with this folder's files."""
+    return {
+        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "KAFKA_SASL_MECHANISM": SCRAM,
+        "KAFKA_SASL_USERNAME": principal,
+        "KAFKA_SASL_PASSWORD_FILE": str(folder / f"{principal}.password"),
+        "KAFKA_SSL_CA_LOCATION": str(folder / "ca.pem"),
+    }

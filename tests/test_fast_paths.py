@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 import producer
+from kafka_app import settings
 from kafka_app.client_health import ClientHealth
 from kafka_app.lifecycle import RecordLog
 from kafka_app.settings import connection
@@ -59,7 +60,7 @@ def config_of(args) -> dict:
     bootstrap, properties = connection(args.bootstrap_servers, args.client_properties)
     tracker = producer.DeliveryTracker(True, RecordLog(None))
     extra = {"client.id": "producer", **ClientHealth().callbacks(), "on_delivery": tracker}
-    return producer.producer_config(bootstrap, properties, args.interval, extra)
+    return settings.producer_config(bootstrap, properties, args.interval, extra)
 
 
 class FakeMessage:

@@ -24,7 +24,7 @@ import trustme
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AclBindingFilter, AdminClient
 
-from localcluster import acls, admin
+from localcluster import acls, admin, secrets
 from localcluster.cluster import ROOT, LocalCluster
 from support.processes import Apps, app_env, run_script
 from support.records import read_records
@@ -67,14 +67,7 @@ def password(principal: str) -> str:
 
 
 def login(principal: str) -> dict[str, str]:
-    """The variables docker-compose.secure.yml gives an app (README.md, "Secure it")."""
-    return {
-        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-        "KAFKA_SASL_USERNAME": principal,
-        "KAFKA_SASL_PASSWORD_FILE": str(SECRETS / f"{principal}.password"),
-        "KAFKA_SSL_CA_LOCATION": str(SECRETS / "ca.pem"),
-    }
+    return secrets.client_variables(principal, SECRETS)
 
 
 def client(secured: LocalCluster, principal: str | None, secret: str = "", **extra) -> dict:
@@ -158,16 +151,16 @@ def dead_letter_groups(secured: LocalCluster) -> list[str]:
 def assert_no_password_logged(folders: list[Path]) -> None:
     """No log of an app or a broker holds any principal's password. (server.properties must
     hold the brokers': it shows the search finds one where there is one.)"""
-    secrets = {p.stem: p.read_text().strip() for p in SECRETS.glob("*.password")}
-    assert len(secrets) == 6 and all(len(s) == 32 for s in secrets.values()), secrets.keys()
+    known = {p.stem: p.read_text().strip() for p in SECRETS.glob("*.password")}
+    assert len(known) == 6 and all(len(s) == 32 for s in known.values()), known.keys()
     logs = [f for folder in folders for f in folder.rglob("*.log") if f.is_file()]
     assert len(logs) >= 5, logs  # 2 producers, 2 consumers, 3 brokers at least
     for log in logs:
         text = log.read_text(errors="replace")
-        leaked = [name for name, secret in secrets.items() if secret in text]
+        leaked = [name for name, secret in known.items() if secret in text]
         assert not leaked, f"{log} holds the password of {leaked}"
     properties = next(folders[-1].rglob("server.properties")).read_text()
-    assert secrets["broker"] in properties, "the search would not find a password"
+    assert known["broker"] in properties, "the search would not find a password"
 
 
 def test_unauthenticated_clients_can_neither_list_read_nor_write(secured: LocalCluster):
