@@ -1,12 +1,12 @@
 """The secured profile's ACLs, from secure/acls.conf: each line the options of one
 ``kafka-acls.sh --add``, which kafka-init runs in Docker; here they become AclBindings for the
-admin client, so that both paths grant the same."""
+admin client, so that both paths grant the same. A line is split on spaces, unquoted, as
+secure/grant-acls splits it for the shell."""
 
 from __future__ import annotations
 
 import argparse
 import re
-import shlex
 from pathlib import Path
 
 from confluent_kafka.admin import (
@@ -70,7 +70,7 @@ def load(path: Path) -> list[AclBinding]:
     for number, line in enumerate(lines, 1):
         if line.strip() and not line.lstrip().startswith("#"):
             try:
-                found += _bindings(parser.parse_args(shlex.split(line)))
+                found += _bindings(parser.parse_args(line.split()))
             except ClusterError as exc:
                 raise ClusterError(f"{path}:{number}: {exc}") from None
     return found

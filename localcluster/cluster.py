@@ -434,7 +434,7 @@ class LocalCluster:
 
     # --- status -------------------------------------------------------------------------------
 
-    def _tool_login(self) -> list[str]:
+    def tool_login(self) -> list[str]:
         """``--command-config`` for Kafka's Java tools on the secured cluster: the admin's login,
         in a private file of the cluster's home (a password has no place on a command line)."""
         if not self.secure:
@@ -462,7 +462,7 @@ class LocalCluster:
             jars.require_java(), "-cp", f"{self.lib()}/*",
             f"-Dlog4j2.configurationFile={Path(__file__).with_name('log4j2.xml')}",
             "org.apache.kafka.tools.MetadataQuorumCommand",
-            "--bootstrap-server", self.bootstrap, *self._tool_login(), "describe", "--status",
+            "--bootstrap-server", self.bootstrap, *self.tool_login(), "describe", "--status",
         ]  # fmt: skip
         try:
             run = subprocess.run(

@@ -24,6 +24,9 @@ import yaml
 from localcluster.errors import ClusterError
 
 KAFKA_IMAGE = "apache/kafka"
+# A top-level volume's extension field: the host folder it holds a copy of
+# (docker-compose.secure.yml: the secrets each service may read).
+COPY_OF = "x-copy-of"
 
 LISTENER_RE = re.compile(r"^(?P<name>[A-Za-z0-9_]+)://(?P<host>[^:,]*):(?P<port>\d+)$")
 
@@ -191,25 +194,41 @@ def _kafka_version(image: str) -> str:
     return tag
 
 
-def _services(paths: list[Path]) -> dict[str, dict]:
+def merged_services(paths: list[Path]) -> dict[str, dict]:
     """The services of the compose files, each override merged into the files before it."""
     services: dict[str, dict] = {}
+    copies: dict[str, str] = {}
     for path in paths:
         try:
-            document = yaml.safe_load(path.read_text())
+            document = yaml.safe_load(path.read_text()) or {}
         except FileNotFoundError:
             raise ClusterError(f"{path} not found") from None
         except yaml.YAMLError as exc:
             raise ClusterError(f"{path} is not valid YAML: {exc}") from None
-        for name, service in ((document or {}).get("services") or {}).items():
+        for name, volume in (document.get("volumes") or {}).items():
+            if isinstance(volume, dict) and COPY_OF in volume:
+                copies[name] = str(volume[COPY_OF])
+        for name, service in (document.get("services") or {}).items():
             services[name] = _merge(services.get(name, {}), service or {})
-    return services
+    return {name: _copies_as_folders(service, copies) for name, service in services.items()}
+
+
+def _copies_as_folders(service: dict, copies: dict[str, str]) -> dict:
+    """A named volume filled with a copy of a host folder (``x-copy-of``) mounts that folder
+    here: the local cluster's processes read the host's files themselves."""
+    if not service.get("volumes"):
+        return service
+    volumes = []
+    for volume in service["volumes"]:
+        source, colon, rest = str(volume).partition(":")
+        volumes.append(f"{copies[source]}{colon}{rest}" if source in copies else volume)
+    return {**service, "volumes": volumes}
 
 
 def load(path: Path, *overrides: Path) -> ComposeModel:
     """The model of ``path``, with ``overrides`` merged in as ``docker compose -f path -f ...``
     merges them; relative paths (env files, mounts) are the first file's folder's, as there."""
-    services = _services([path, *overrides])
+    services = merged_services([path, *overrides])
     folder = path.parent
 
     brokers: list[BrokerService] = []

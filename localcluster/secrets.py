@@ -16,8 +16,12 @@ cluster reads with ``--secure``:
   ``env_file`` (and the local cluster) read it.
 - ``admin.properties``: the admin's client settings for Kafka's tools in the containers
   (``--command-config``); the local cluster's admin is Python and reads the password file.
+- ``kafka-ui.env``: Kafka UI's SCRAM login, as Compose's ``env_file``.
 
-Nothing is overwritten: delete the folder (and the cluster's data) to start again.
+Certificates and passwords are never overwritten; the files written from the passwords are
+written again when one is new (a principal added here). A cluster formatted before knows only
+the users it was formatted with: add later ones with the admin (README.md, "Secure it"), or
+delete the folder and the cluster's data to start again.
 """
 
 from __future__ import annotations
@@ -34,7 +38,11 @@ BROKER = "broker"  # the brokers' principal: super user, with the admin only
 ADMIN = "admin"
 # One principal per app, and one for Kafka UI; docker-compose.secure.yml and secure/acls.conf
 # give each its own ACLs.
-PRINCIPALS = (BROKER, ADMIN, "producer", "batch-consumer", "single-consumer", "kafka-ui")
+PRINCIPALS = (
+    BROKER, ADMIN, "producer", "batch-consumer", "single-consumer", "redrive", "kafka-ui"
+)  # fmt: skip
+# Written from the passwords: made again when a password is new.
+DERIVED = ("scram-format.args", "broker.env", "admin.properties", "kafka-ui.env")
 SCRAM = "SCRAM-SHA-512"
 CERT_NAMES = ("kafka-0", "kafka-1", "kafka-2", "localhost", "127.0.0.1")
 # Inside the containers, where docker-compose.secure.yml mounts the folder.
@@ -89,6 +97,8 @@ def _credentials(folder: Path, passwords: dict[str, str]) -> None:
         "ssl.truststore.location": f"{MOUNTED_AT}/ca.pem",
     }
     _write(folder / "admin.properties", "".join(f"{k}={v}\n" for k, v in admin.items()), True)
+    ui = jaas("kafka-ui", passwords["kafka-ui"])
+    _write(folder / "kafka-ui.env", f"KAFKA_CLUSTERS_0_PROPERTIES_SASL_JAAS_CONFIG={ui}\n", True)
 
 
 def generate(folder: Path) -> list[str]:
@@ -104,9 +114,13 @@ def generate(folder: Path) -> list[str]:
         if not (path := folder / f"{principal}.password").exists():
             _write(path, new_password() + "\n", private=True)
             written.append(path.name)
-    if not (folder / "scram-format.args").exists():
+    if any(n.endswith(".password") for n in written) or not all(
+        (folder / name).exists() for name in DERIVED
+    ):
+        for name in DERIVED:
+            (folder / name).unlink(missing_ok=True)
         _credentials(folder, passwords(folder))
-        written += ["scram-format.args", "broker.env", "admin.properties"]
+        written += DERIVED
     return written
 
 

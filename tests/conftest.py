@@ -28,6 +28,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def kafka_cluster(request: pytest.FixtureRequest) -> Iterator[KafkaCluster]:
     local = LocalCluster(say=lambda message: print(f"localcluster: {message}", file=sys.stderr))
+    if local.secure:  # remembered from `up --secure`: every plaintext test would be refused
+        pytest.exit(
+            f"{local.home} holds the secured cluster, and the tests need the plaintext one there:"
+            " `python -m localcluster down --wipe` first (test_secure.py runs its own)",
+            returncode=2,
+        )
     reuse = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if reuse:
         yield KafkaCluster(local, reuse, managed=False)

@@ -323,7 +323,9 @@ def test_kafka_init_creates_the_dead_letter_topic_shaped_as_the_topic_kept_30_da
         '--describe --topic "$TOPIC_NAME,$DLQ_TOPIC_NAME"',
     ):
         assert fragment in script, f"kafka-init command lacks {fragment!r}: {script}"
-    assert script.count(" && ") == 2, f"kafka-init must stop at the first failure: {script}"
+    # The login, the two topics, the describe, the ACLs: each step only if the one before worked.
+    steps = script.split(" && ")
+    assert len(steps) == 5 and not any(";" in step for step in steps[:-1]), script
 
 
 def test_the_local_cluster_reads_both_topics_from_kafka_init() -> None:
@@ -481,6 +483,23 @@ def test_the_local_cluster_reads_app_variables_as_compose_interpolates_them(
 # --------------------------------------------------------------------------------------------
 
 
+def shared_secrets() -> dict[str, set[str]]:
+    """What secure/share-secrets copies into each volume (``share NAME UID FILE...``)."""
+    text = (ROOT / "secure/share-secrets").read_text()
+    return {
+        f"{volume}-secrets": {"ca.pem", *files.split()}
+        for volume, files in re.findall(r"^share (\S+) \S+(.*)$", text, re.MULTILINE)
+    }
+
+
+def mounted(service: dict, target: str) -> tuple[str, str] | None:
+    """The type and source of what `docker compose config` mounts at ``target``."""
+    for volume in service.get("volumes") or []:
+        if volume["target"] == target:
+            return volume["type"], volume["source"]
+    return None
+
+
 def test_the_secured_override_merges_as_compose_merges_it(tmp_path: Path, monkeypatch) -> None:
     from localcluster import compose as local_compose
     from localcluster import secrets
@@ -504,13 +523,32 @@ def test_the_secured_override_merges_as_compose_merges_it(tmp_path: Path, monkey
     def unescaped(service: str) -> dict:  # `config` writes a compose file: `$` stays `$$`
         return {k: v.replace("$$", "$") for k, v in env(merged[service]).items()}
 
+    # Compose mounts a volume with a copy of ./secrets; the local cluster, the folder itself.
+    folders = {"/etc/kafka/secrets": (tmp_path / "secrets").resolve()}
     for broker in ours.brokers:
         assert broker.environment == unescaped(broker.service), broker.service
-        assert broker.mounts == {"/etc/kafka/secrets": (tmp_path / "secrets").resolve()}
+        assert broker.mounts == folders | {"/etc/kafka/secure": (tmp_path / "secure").resolve()}
+        assert mounted(merged[broker.service], "/etc/kafka/secrets") == ("volume", "kafka-secrets")
         assert broker.environment["KAFKA_SSL_PRINCIPAL_MAPPING_RULES"].count("$") == 2
     for app in ours.apps:
         assert app.environment == unescaped(app.service), app.service
+        assert app.mounts == folders, app.service
+        volume = f"{app.service}-secrets"  # each app sees its own secrets only
+        assert mounted(merged[app.service], "/etc/kafka/secrets") == ("volume", volume)
     assert ours.init_environment["ACLS_FILE"] == str((tmp_path / "secure/acls.conf").resolve())
+    # Kafka UI (parse-checked only: its image cannot be pulled here) logs in as its principal.
+    ui = env(merged["kafka-ui"])
+    assert ui["KAFKA_CLUSTERS_0_PROPERTIES_SECURITY_PROTOCOL"] == "SASL_SSL"
+    jaas = secrets.jaas("kafka-ui", (tmp_path / "secrets/kafka-ui.password").read_text().strip())
+    assert ui["KAFKA_CLUSTERS_0_PROPERTIES_SASL_JAAS_CONFIG"] == jaas
+    assert mounted(merged["kafka-ui"], "/etc/kafka/secrets") == ("volume", "kafka-ui-secrets")
+    # Every secret file a service names is one the secrets service copies into its volume.
+    shared = shared_secrets()
+    for name, service in merged.items():
+        named = set(re.findall(r"/etc/kafka/secrets/([\w.-]+)", json.dumps(env(service))))
+        if named:
+            volume = mounted(service, "/etc/kafka/secrets")[1]
+            assert named <= shared[volume], f"{name} names {named - shared[volume]}, not copied"
     # The control: the plaintext file alone has none of it.
     plain = local_compose.load(tmp_path / "docker-compose.yml")
     assert "KAFKA_SUPER_USERS" not in plain.brokers[0].environment

