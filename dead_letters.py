@@ -97,7 +97,8 @@ class Redrive:
     def run(self, topic: str, group: str, most: int | None) -> int:
         partitions = require_dlq_topic(self.consumer, topic)
         try:
-            up_to = UpTo(topic, end_offsets(self.consumer, topic, partitions))
+            ends = end_offsets(self.consumer, topic, partitions)
+            up_to = UpTo(topic, ends, self.health.principal, group)
             ends = format_offsets({(topic, p): end for p, end in up_to.left.items()})
             at_most = f", at most {most}" if most else ""
             logging.info(
@@ -191,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     acks["message.timeout.ms"] = int(ACK_TIMEOUT_SECONDS * 1000)
     with settings.exit_on_config_error():
         bootstrap, properties = settings.connection(args.bootstrap_servers, args.client_properties)
+        health.principal = properties.get("sasl.username")  # for a refusal's line
         consumer = Consumer(settings.consumer_config(bootstrap, group, properties, extra))
         if args.command == "redrive":
             config = dead_letters.dead_letter_producer_config(bootstrap, properties, acks)

@@ -17,7 +17,12 @@ def log_consumer_error(msg: Message, who: str | None = None, group: str = "") ->
     error = msg.error()
     if error.code() == KafkaError._PARTITION_EOF:
         return
-    if refused := refusal(error, who, operation="Read", topic=msg.topic() or "?", group=group):
+    where = {
+        "operation": "Read",
+        "topic": msg.topic() or "?",
+        **({"group": group} if group else {}),
+    }
+    if refused := refusal(error, who, **where):
         logging.error(refused)
         raise KafkaException(error)
     if error.fatal():  # only with static membership

@@ -1,16 +1,17 @@
 """python -m localcluster up [--secure] | down [--wipe] | status | env | kill NODE | demo | ui
-| jars | secrets"""
+| jars | secrets | user NAME [--new-password] [--acls FILE]"""
 
 from __future__ import annotations
 
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 from rich.console import Console
 
 from kafka_app.settings import DEFAULT_BATCH_GROUP_ID, DEFAULT_SINGLE_GROUP_ID
-from localcluster import secrets, status_view
+from localcluster import acls, admin, secrets, status_view, users
 from localcluster.cluster import DEFAULT_HOME, ROOT, LocalCluster
 from localcluster.errors import ClusterError
 from localcluster.status import gather
@@ -80,6 +81,26 @@ def cmd_secrets() -> int:
     return 0
 
 
+def cmd_user(cluster: LocalCluster, args: argparse.Namespace) -> int:
+    """Add a SCRAM user (its password in secrets/NAME.password), or give one a new password;
+    with --acls, grant the lines of a file of secure/acls.conf's kind."""
+    if not cluster.secure:
+        raise ClusterError("users are for the secured cluster: `localcluster up --secure` first")
+    name, folder = users.check_name(args.name), ROOT / "secrets"
+    path = folder / f"{name}.password"
+    fresh = args.new_password or not path.exists()
+    password = secrets.new_password() if fresh else path.read_text().strip()
+    users.set_password(cluster.admin(), name, password)
+    if fresh:  # only once the cluster has it: the file is what the apps will log in with
+        secrets.save_password(folder, name, password)
+    say(f"user {name}: {'a new' if fresh else 'its'} password, in {path}")
+    if args.acls:
+        bindings = acls.load(args.acls)
+        admin.create_acls(cluster.admin(), bindings)
+        say(f"granted the {len(bindings)} ACLs of {args.acls}")
+    return 0
+
+
 def cmd_status(cluster: LocalCluster, args: argparse.Namespace) -> int:
     out = status_view.console()
     # Named groups are shown alone; otherwise the apps' groups, and any other reading the topic.
@@ -128,6 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--keep-cluster", action="store_true", help="leave the cluster running")
     demo.add_argument("--secure", action="store_true", help=SECURE_HELP)
     sub.add_parser("secrets", help="write the secured profile's CA, certificate and passwords")
+    user = sub.add_parser("user", help="add a SCRAM user, or give it a new password (secured)")
+    user.add_argument("name", help="the principal: User:NAME in ACLs")
+    user.add_argument(
+        "--new-password", action="store_true", help="replace its password (rotate it)"
+    )
+    user.add_argument(
+        "--acls", type=Path, metavar="FILE", help="grant these lines of secure/acls.conf's kind"
+    )
     sub.add_parser("env", help="shell lines pointing the scripts at this cluster (for eval)")
     sub.add_parser("ui", help="kaskade's terminal view: topics, groups, members and lag")
     sub.add_parser("jars", help="resolve Kafka's jars and print their folder")
@@ -135,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     commands = {
         "up": cmd_up, "down": cmd_down, "status": cmd_status, "env": cmd_env,
-        "kill": cmd_kill, "demo": cmd_demo, "ui": cmd_ui, "jars": cmd_jars,
+        "kill": cmd_kill, "demo": cmd_demo, "ui": cmd_ui, "jars": cmd_jars, "user": cmd_user,
     }  # fmt: skip
     try:
         if args.command == "secrets":

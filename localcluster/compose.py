@@ -194,20 +194,23 @@ def _kafka_version(image: str) -> str:
     return tag
 
 
+def _document(path: Path) -> dict:
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ClusterError(f"{path} not found") from None
+    except yaml.YAMLError as exc:
+        raise ClusterError(f"{path} is not valid YAML: {exc}") from None
+
+
 def merged_services(paths: list[Path]) -> dict[str, dict]:
     """The services of the compose files, each override merged into the files before it."""
     services: dict[str, dict] = {}
     copies: dict[str, str] = {}
     for path in paths:
-        try:
-            document = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise ClusterError(f"{path} not found") from None
-        except yaml.YAMLError as exc:
-            raise ClusterError(f"{path} is not valid YAML: {exc}") from None
-        for name, volume in (document.get("volumes") or {}).items():
-            if isinstance(volume, dict) and COPY_OF in volume:
-                copies[name] = str(volume[COPY_OF])
+        document = _document(path)
+        volumes = (document.get("volumes") or {}).items()
+        copies |= {k: str(v[COPY_OF]) for k, v in volumes if isinstance(v, dict) and COPY_OF in v}
         for name, service in (document.get("services") or {}).items():
             services[name] = _merge(services.get(name, {}), service or {})
     return {name: _copies_as_folders(service, copies) for name, service in services.items()}

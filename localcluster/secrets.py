@@ -117,11 +117,26 @@ def generate(folder: Path) -> list[str]:
     if any(n.endswith(".password") for n in written) or not all(
         (folder / name).exists() for name in DERIVED
     ):
-        for name in DERIVED:
-            (folder / name).unlink(missing_ok=True)
-        _credentials(folder, passwords(folder))
+        _derive(folder)
         written += DERIVED
     return written
+
+
+def _derive(folder: Path) -> None:
+    for name in DERIVED:
+        (folder / name).unlink(missing_ok=True)
+    _credentials(folder, passwords(folder))
+
+
+def save_password(folder: Path, principal: str, password: str) -> None:
+    """``principal``'s password file, replaced at once (never half written); the files written
+    from the passwords follow when it is one of PRINCIPALS."""
+    fresh = folder / f".{principal}.password.new"
+    fresh.unlink(missing_ok=True)
+    _write(fresh, password + "\n", private=True)
+    os.replace(fresh, folder / f"{principal}.password")
+    if principal in PRINCIPALS:
+        _derive(folder)
 
 
 def passwords(folder: Path) -> dict[str, str]:

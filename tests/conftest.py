@@ -18,6 +18,23 @@ from localcluster.cluster import LocalCluster
 from support.cluster import KafkaCluster
 from support.processes import App, Apps
 
+# The fault tests this run leaves to `make chaos` (marker extended: CI's time), for the summary.
+LEFT_TO_CHAOS: list[str] = []
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    LEFT_TO_CHAOS.extend(item.nodeid for item in items if item.get_closest_marker("extended"))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """What runs at full length elsewhere, so that a green run is not read as more than it is."""
+    chaos = os.environ.get("CHAOS_DURATION", "180")
+    terminalreporter.write_line(
+        f"full length elsewhere: `make chaos` runs the {len(LEFT_TO_CHAOS)} fault tests left"
+        f" out here (marker extended) and the chaos run for DURATION (default 10m; where this run"
+        f" has test_chaos: CHAOS_DURATION={chaos}); `make soak` does not exist yet: no soak ran"
+    )
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The live Compose stack publishes 9094-9096, the local cluster's ports too: its tests run

@@ -76,6 +76,11 @@ EXCLUDED: tuple[tuple[str, str], ...] = (
         " own",
     ),
     (
+        r"^python -m localcluster user\b",
+        "needs the secured cluster; tests/test_secure.py adds a user with its ACLs, and rotates"
+        " its password while it writes",
+    ),
+    (
         r"^make (down|clean)\b|^python -m localcluster down\b",
         "would stop the session's cluster under the tests that follow",
     ),

@@ -161,7 +161,8 @@ def assert_no_password_logged(folders: list[Path]) -> None:
     """No log of an app or a broker holds any principal's password. (server.properties must
     hold the brokers': it shows the search finds one where there is one.)"""
     known = {p.stem: p.read_text().strip() for p in SECRETS.glob("*.password")}
-    assert len(known) == 6 and all(len(s) == 32 for s in known.values()), known.keys()
+    assert set(secrets.PRINCIPALS) <= known.keys(), known.keys()
+    assert all(len(s) == 32 for s in known.values()), known.keys()
     logs = [f for folder in folders for f in folder.rglob("*.log") if f.is_file()]
     assert len(logs) >= 5, logs  # 2 producers, 2 consumers, 3 brokers at least
     for log in logs:
@@ -468,3 +469,82 @@ def test_kafka_init_of_the_secured_override_logs_in_and_grants_the_acls(secured,
         assert f"granted the {lines} ACL lines of {acls_file}" in result.stdout, result.stdout
         assert result.stdout.count("Topic: ") >= 2, result.stdout  # both topics described
     wait_until(lambda: wanted <= all_acls(secured), 30, "kafka-init's ACLs on the brokers")
+
+
+# --- the redrive, a new user, a new password ----------------------------------------------------
+
+
+def test_the_redrive_principal_lists_and_redrives_what_others_may_not(secured, tmp_path):
+    poison = Producer(client(secured, "producer"))
+    key = f"poison-{uuid.uuid4().hex[:8]}".encode()
+    poison.produce(TOPIC, b"not a MessageModel", key=key)
+    assert poison.flush(15) == 0
+    single = run("single_message_consumer.py", "--group-id", GROUPS["single"], "--idle-exit", 8,
+                 env=secured_env(secured, "single-consumer"))  # fmt: skip
+    assert single[0] == 0, single[2]
+    before = sum(end_offsets(secured, TOPIC).values())
+
+    listed = run_script("dead_letters.py", "list", env=secured_env(secured, "redrive"), timeout=60)
+    assert listed.returncode == 0 and "group single-group" in listed.stdout, listed.stderr
+    code, _, log = run("dead_letters.py", "redrive", env=secured_env(secured, "redrive"))
+    assert code == 0, log
+    assert sum(end_offsets(secured, TOPIC).values()) > before, "nothing republished"
+    # The controls: the producer may not read the dead letters, the redrive no other group.
+    code, _, log = run("dead_letters.py", "redrive", env=secured_env(secured, "producer"))
+    assert code != 0 and "Topic authorization failed" in log, log
+    other = run("dead_letters.py", "redrive", "--group", "elsewhere",
+                env=secured_env(secured, "redrive"))  # fmt: skip
+    assert other[0] != 0 and "elsewhere" in other[2], other[2]
+
+
+def localcluster_cli(secured: LocalCluster, *args: object) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCALCLUSTER_", "KAFKA_"))}
+    env["LOCALCLUSTER_HOME"] = str(secured.home)
+    command = [sys.executable, "-m", "localcluster", *map(str, args)]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=90)
+
+
+def test_a_new_user_gets_its_acls_then_a_new_password_and_nothing_is_lost(secured, tmp_path):
+    """README.md, "Secure it": add a user, grant its ACLs, rotate its password while it writes.
+    The running producer keeps its logged-in connections; the old password opens no new one."""
+    name = f"writer-{uuid.uuid4().hex[:6]}"
+    lines = tmp_path / "writer.acls"
+    lines.write_text(f"--allow-principal User:{name} --operation Write --topic {TOPIC}\n")
+    stale = tmp_path / "stale.password"
+
+    def one_record(password_file: Path) -> tuple[int, float, str]:
+        variables = {**login(name), "KAFKA_SASL_PASSWORD_FILE": str(password_file)}
+        return run("producer.py", "--count", 1, env=secured_env(secured, name, **variables))
+
+    stale.write_text("not yet\n")
+    code, _, log = one_record(stale)  # the control: no such user yet
+    assert code == 2 and f"refused the login of {name}" in log, log
+    try:
+        added = localcluster_cli(secured, "user", name, "--acls", lines)
+        assert added.returncode == 0 and "granted the 1 ACLs" in added.stderr, added.stderr
+        old = password(name)
+        acked_file = tmp_path / "writer.acked"
+        with Apps(tmp_path, secured.bootstrap) as apps:
+            writer = apps.start(
+                "producer.py", name, TOPIC, "--interval", 0.005, "--quiet", "--count", 2000,
+                "--delivered-log", acked_file, **login(name),
+            )  # fmt: skip
+            acks = lambda: len(read_records(acked_file))  # noqa: E731
+            wait_until(lambda: acks() >= 300, 60, "300 acks before the new password", [writer])
+            rotated = localcluster_cli(secured, "user", name, "--new-password")
+            assert rotated.returncode == 0, rotated.stderr
+            assert password(name) != old
+            time.sleep(2)  # credentials reach every broker asynchronously
+            stale.write_text(old + "\n")
+            code, _, log = one_record(stale)
+            assert code == 2 and f"refused the login of {name}" in log, "the old one works"
+            code, _, log = one_record(SECRETS / f"{name}.password")
+            assert code == 0, f"the new password does not work: {log}"
+            assert writer.wait(120) == 0, writer.tail()
+        acked = {message_id for _, _, message_id in read_records(acked_file)}
+        lost = acked - keys_in(secured, TOPIC)
+        print(f"FIGURES secured-rotation: acked={len(acked)} lost={len(lost)}")
+        assert len(acked) == 2000 and not lost, f"{len(lost)} acknowledged, not in the topic"
+        assert old not in rotated.stderr + rotated.stdout and password(name) not in rotated.stderr
+    finally:
+        (SECRETS / f"{name}.password").unlink(missing_ok=True)

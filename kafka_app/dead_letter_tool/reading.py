@@ -53,8 +53,10 @@ class UpTo:
     the read started (a later record is the next read's). Records that poll() returns go
     through due(), which also marks a partition done at its last record or at its end."""
 
-    def __init__(self, topic: str, ends: Mapping[int, int]) -> None:
-        self.topic = topic
+    def __init__(
+        self, topic: str, ends: Mapping[int, int], who: str | None = None, group: str = ""
+    ) -> None:
+        self.topic, self.who, self.group = topic, who, group  # who reads, in which group
         self.left = {p: end for p, end in ends.items() if end > 0}  # not read to the end yet
         self.last_read = time.monotonic()
 
@@ -76,7 +78,7 @@ class UpTo:
         if msg.error():
             if msg.error().code() == KafkaError._PARTITION_EOF:  # there before the last offset
                 self.left.pop(partition, None)  # the group's offset, or a compacted end
-            log_consumer_error(msg)
+            log_consumer_error(msg, self.who, self.group)
             return False
         if end is None or msg.offset() >= end:
             return False
@@ -90,7 +92,7 @@ def read_to_end(
 ) -> Iterator[Message]:
     """Every record of ``topic`` from the first offset to the end offsets of now, by partition
     assignment: no group is joined, no offset committed. Raises Stopped, TimeoutError."""
-    up_to = UpTo(topic, end_offsets(consumer, topic, partitions))
+    up_to = UpTo(topic, end_offsets(consumer, topic, partitions), health.principal)
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in up_to.left])
     try:
         while up_to.left:
