@@ -321,6 +321,21 @@ def test_a_tls_client_on_a_plaintext_listener_is_told(secured, kafka_cluster, tm
     assert code == 2 and seconds < 30, (code, seconds)
 
 
+def test_a_name_the_certificate_lacks_is_refused(secured, tmp_path) -> None:
+    """``127.1`` reaches the loopback listeners (glibc reads it as 127.0.0.1), but it is a name
+    no SAN holds: librdkafka checks the bootstrap servers' names as given (not IP literals)."""
+    ports = [address.rpartition(":")[2] for address in secured.bootstrap.split(",")]
+    elsewhere = ",".join(f"127.1:{port}" for port in ports)
+    env = {**secured_env(secured, "producer"), "KAFKA_BOOTSTRAP_SERVERS": elsewhere}
+    code, seconds, log = run("producer.py", "--count", 1, env=env)
+    assert "The brokers' certificate cannot be trusted" in log, log[-2000:]
+    assert code == 2 and seconds < 30, (code, seconds)
+    said = next(text for text in log.splitlines() if "cannot be trusted" in text)
+    print(f"REFUSAL name not in the certificate: exit {code} in {seconds:.1f} s: {said}")
+    # The control: the same ports by a name the certificate holds.
+    assert run("producer.py", "--count", 1, env=secured_env(secured, "producer"))[0] == 0
+
+
 def test_a_consumer_without_read_on_the_topic_stops(secured, acl, tmp_path) -> None:
     acl("--allow-principal User:producer --operation Read --group no-topic-read")
     env = secured_env(secured, "producer")
