@@ -20,8 +20,9 @@ MOST_FLOORS = 4  # kafka_app's modules stand on floors 0 to 3
 # issue's 2,586 left out kafka_app/probe_check.py, 44 lines); the redesign left 2,627. A feature
 # may raise it, in its own commit that says by how much: the secured profile's client variables
 # (kafka_app/settings.py), +29; its refusals in words (kafka_app/refusals.py and its callers), +106;
-# the redrive's refusals naming its principal and group (dead_letters.py and its reading), +5.
-APP_LINES_BUDGET = 2630 + 29 + 106 + 5
+# the redrive's refusals naming its principal and group (dead_letters.py and its reading), +5;
+# a replica searching its number again while its siblings' names are not in Docker's DNS, +7.
+APP_LINES_BUDGET = 2630 + 29 + 106 + 5 + 7
 COMPOUND = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.Try, ast.With, ast.AsyncWith, ast.Match)
 FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
