@@ -3,7 +3,12 @@
 import contextlib
 import os
 import socket
+import time
 from pathlib import Path
+
+# Replicas start together, and Docker's DNS knows a container only once it runs: a sibling's
+# name that does not resolve yet ends a search before it reaches ours, so it runs again.
+SEARCHES, SEARCH_PAUSE_SECONDS = 5, 1.0
 
 
 def default_client_id(service: str, container_marker: Path = Path("/.dockerenv")) -> str:
@@ -13,8 +18,10 @@ def default_client_id(service: str, container_marker: Path = Path("/.dockerenv")
     DNS, and docker-compose.yml passes the project: the name that resolves to us is ours."""
     host = socket.gethostname()
     project = os.environ.get("COMPOSE_PROJECT_NAME")
-    if project and container_marker.exists() and (n := replica_number(project, service, host)):
-        return f"{service}-{n}"
+    for search in range(SEARCHES if project and container_marker.exists() else 0):
+        if n := replica_number(project, service, host):
+            return f"{service}-{n}"
+        time.sleep(SEARCH_PAUSE_SECONDS if search + 1 < SEARCHES else 0)
     return f"{service}-{host}-{os.getpid()}"
 
 

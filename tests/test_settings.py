@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from kafka_app import client_id
 from kafka_app.client_health import ClientHealth
 from kafka_app.client_id import default_client_id
 from kafka_app.lifecycle import counted
@@ -278,6 +279,7 @@ def test_the_default_client_id_outside_compose_is_service_host_and_pid(
     host and the process name the client, also when a project is named but its replica names
     do not resolve. Two producers started by hand then sign their messages apart."""
     me = f"producer-{socket.gethostname()}-{os.getpid()}"
+    monkeypatch.setattr(client_id, "SEARCH_PAUSE_SECONDS", 0)
     monkeypatch.setenv("COMPOSE_PROJECT_NAME", f"no-such-project-{uuid.uuid4().hex[:8]}")
     assert default_client_id("producer", tmp_path / "absent") == me
     marker = tmp_path / ".dockerenv"
@@ -293,6 +295,29 @@ def test_the_default_client_id_outside_compose_is_service_host_and_pid(
         for _ in "ab"
     }
     assert len(two) == 2, two
+
+
+def test_a_replica_whose_sibling_does_not_resolve_yet_searches_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replica 2 starting before replica 1 is in Docker's DNS: the first search ends at 1."""
+    addresses = {"me": "10.0.0.3", "demo-producer-1": "10.0.0.2", "demo-producer-2": "10.0.0.3"}
+    searches = []
+
+    def resolve(name: str) -> str:
+        if name == "me":
+            searches.append(name)
+        if name == "demo-producer-1" and len(searches) < 2:
+            raise socket.gaierror("not yet")  # the sibling is not running yet
+        return addresses[name]
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "me")
+    monkeypatch.setattr(socket, "gethostbyname", resolve)
+    monkeypatch.setattr(client_id, "SEARCH_PAUSE_SECONDS", 0)
+    monkeypatch.setenv("COMPOSE_PROJECT_NAME", "demo")
+    (marker := tmp_path / ".dockerenv").touch()
+    assert default_client_id("producer", marker) == "producer-2"
+    assert len(searches) == 2  # the control: the first search did not find it
 
 
 def test_the_security_variables_are_librdkafka_settings(tmp_path: Path) -> None:
