@@ -29,13 +29,14 @@ batch-group meanwhile: the reset would fail.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -303,7 +304,7 @@ class Runner:
         log = self.logs / f"command-{self.count:02d}.log"
         if script_of(command) in CONSUMERS:
             self.before_consumer()
-        with log.open("wb") as out:
+        with log.open("wb") as out, self._producing_if_bounded_by_count(command):
             process = subprocess.Popen(
                 ["bash", "-c", command],
                 cwd=ROOT,
@@ -325,6 +326,25 @@ class Runner:
         output = log.read_text(errors="replace")
         failure = failure or self._judge(command, output)
         return f"{failure}; its output ({log}):\n{tail(output)}" if failure else None
+
+    @contextlib.contextmanager
+    def _producing_if_bounded_by_count(self, command: str) -> Iterator[None]:
+        """A consumer that ends after N records runs while a producer writes, as the demo's
+        do (bounded: 50 msg/s for at most 60 s); one that waits for an idle topic could not."""
+        if script_of(command) not in CONSUMERS or "--max-messages" not in words(command):
+            yield
+            return
+        producer = subprocess.Popen(
+            ["python", "producer.py", "--count", "3000", "--interval", "0.02", "--quiet"],
+            cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            yield
+            assert producer.poll() is None, "the producer ended before the consumer: no test"
+        finally:
+            producer.terminate()
+            producer.wait(timeout=30)
 
     def _to_end(self, process: subprocess.Popen) -> str | None:
         try:
@@ -422,7 +442,7 @@ def test_extractor_finds_the_commands_known_to_be_there() -> None:
     assert "source .venv/bin/activate" in flats
     assert "python -m localcluster status" in flats
     assert "make demo" in flats
-    assert "python batch_message_consumer.py --group-id replay-1 --idle-exit 10" in flats
+    assert "python batch_message_consumer.py --group-id replay-1 --max-messages 10" in flats
     assert "python single_message_consumer.py --idle-exit 10" in flats  # --help and README
     consoles = [c for c in commands if "ConsoleConsumer" in c]
     assert consoles, "topic.txt's console consumer command was not found"
